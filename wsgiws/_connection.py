@@ -1,0 +1,335 @@
+"""A blocking WebSocket connection over a socket the server handed us.
+
+:class:`WebSocket` drives :class:`~wsgiws._protocol.Protocol` with socket I/O.
+There is no background thread or greenlet: whoever calls :meth:`receive` does
+the reading, in large reads, and answers what the protocol requires (pongs,
+the echo of a Close) as it goes. :meth:`send` may run in another thread or
+greenlet at the same time; one lock keeps frames whole and in order, and a
+send also services incoming control frames when no one is receiving, so pings
+are answered and a peer's Close is echoed even by a handler that only sends.
+
+This module is the one place where socket errors become
+:class:`~wsgiws.ConnectionClosed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import webob
+
+from ._concurrency import Kit
+from ._exceptions import ConnectionClosed
+from ._protocol import NORMAL_CLOSE_CODES, Data, Protocol, State
+
+__all__ = ["WebSocket"]
+
+log = logging.getLogger("wsgiws")
+
+#: Bytes asked of the socket per read. Large enough that a 64 KiB message is
+#: one or two reads, small enough to stay below malloc's mmap threshold.
+READ_SIZE = 65536
+#: How many received-but-untaken bytes a sending-only handler buffers before
+#: it stops reading, leaving the rest to TCP flow control.
+_BACKLOG_LIMIT = 4 * 1024 * 1024
+
+
+class WebSocket:
+    """One WebSocket connection, handed to the handler.
+
+    ``receive``/``send``/``close``/``ping`` block the calling thread or greenlet
+    only. ``send`` may be called from any thread or greenlet, concurrently with
+    ``receive`` in another; at most one ``receive`` runs at a time.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        kit: Kit,
+        *,
+        request: webob.Request,
+        subprotocol: str | None = None,
+        max_message_size: int | None = 1024 * 1024,
+        close_timeout: float = 5.0,
+    ) -> None:
+        self._sock = sock
+        self._protocol = Protocol(max_message_size=max_message_size)
+        self._send_lock = kit.lock()
+        self._read_lock = kit.lock()
+        self._wait_readable = kit.waiter(sock)
+        self._close_timeout = close_timeout
+        self._reported_close = False
+        self._write_shut = False
+        #: The upgrade request, as a :class:`webob.Request`.
+        self.request = request
+        #: The subprotocol agreed in the handshake, or None.
+        self.subprotocol = subprotocol
+
+    def _start(self, data: bytes) -> None:
+        """Take the bytes the server read past the request headers (early frames)."""
+        if data:
+            with self._read_lock:
+                self._feed(data)
+
+    # -- attributes -------------------------------------------------------------
+
+    @property
+    def environ(self) -> Mapping[str, Any]:
+        """The WSGI environ of the upgrade request."""
+        return self.request.environ  # type: ignore[no-any-return]
+
+    @property
+    def path(self) -> str:
+        """The request path (``PATH_INFO``)."""
+        return self.request.path_info  # type: ignore[no-any-return]
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended, whoever ended it."""
+        return self._protocol.state is State.CLOSED
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code that ended the connection, or None while it is open."""
+        return self._protocol.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The close reason that ended the connection ("" while open or when none was given)."""
+        return self._protocol.close_reason
+
+    # -- receiving --------------------------------------------------------------
+
+    def receive(self, timeout: float | None = None) -> Data | None:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Returns None when ``timeout`` seconds pass with no whole message, and
+        once, as the end of the stream, when the peer closed the connection
+        normally (codes 1000, 1001, 1005). Raises :class:`ConnectionClosed` when
+        the connection ended any other way, or when called again after that.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._read_lock:
+            while True:
+                message = self._protocol.next_message()
+                if message is not None:
+                    return message
+                if self._protocol.state is State.CLOSED:
+                    self._end_of_stream()
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                if self._wait_readable(remaining):
+                    self._read()
+
+    def __iter__(self) -> Iterator[Data]:
+        """Iterate over messages; ends quietly when the peer closes normally."""
+        while True:
+            message = self.receive()
+            if message is None:
+                return
+            yield message
+
+    def _end_of_stream(self) -> None:
+        """Report the end once if it was normal; raise otherwise."""
+        code = self._protocol.close_code
+        assert code is not None
+        normal = code in NORMAL_CLOSE_CODES and self._protocol.close_received
+        if normal and not self._reported_close:
+            self._reported_close = True
+            return
+        raise ConnectionClosed(code, self._protocol.close_reason)
+
+    # -- sending ----------------------------------------------------------------
+
+    def send(self, data: str | bytes | bytearray | memoryview) -> None:
+        """Send one message, whole: text for ``str``, binary for bytes-like data.
+
+        Raises :class:`ConnectionClosed` if the connection has ended or ends
+        while sending.
+        """
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        elif not isinstance(data, (str, bytes)):
+            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
+        self._service_incoming()
+        with self._send_lock:
+            self._ensure_open()
+            self._sendall(self._protocol.send_message(data))
+
+    def ping(self, data: bytes = b"") -> None:
+        """Send a ping with up to 125 bytes of payload (RFC 6455 §5.5)."""
+        if len(data) > 125:
+            raise ValueError("a ping payload is at most 125 bytes")
+        with self._send_lock:
+            self._ensure_open()
+            self._sendall(self._protocol.send_ping(bytes(data)))
+
+    def _ensure_open(self) -> None:
+        if self._protocol.state is State.OPEN:
+            return
+        code = self._protocol.close_code
+        if code is None:  # CLOSING: we sent a Close
+            code = 1000
+        raise ConnectionClosed(code, self._protocol.close_reason)
+
+    # -- closing ----------------------------------------------------------------
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason`` and wait for the peer's answer.
+
+        Waits at most the close timeout for the peer's Close frame, then the
+        TCP connection is closed from our side (RFC 6455 §7.1.1). Does nothing
+        if the connection is already closed.
+        """
+        if not (
+            code == 1000
+            or 3000 <= code <= 4999
+            or code in (1001, 1002, 1003)
+            or 1007 <= code <= 1014
+        ):
+            raise ValueError(f"{code} is not a close code an endpoint may send (RFC 6455 §7.4)")
+        with self._send_lock:
+            if self._protocol.state is State.OPEN:
+                self._sendall(self._protocol.send_close(code, reason))
+        self._await_close()
+
+    def _await_close(self) -> None:
+        """Wait (bounded) for the peer's Close, unless another thread is receiving it."""
+        if not self._read_lock.acquire(False):
+            return  # the thread in receive() reads the peer's Close
+        try:
+            deadline = time.monotonic() + self._close_timeout
+            while self._protocol.state is State.CLOSING:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._wait_readable(remaining):
+                    log.debug("no Close frame from the peer within %.1fs", self._close_timeout)
+                    self._protocol.connection_lost()
+                    break
+                self._read()
+        finally:
+            self._read_lock.release()
+        with self._send_lock:
+            self._shut_write_locked()
+
+    def _finish(self, failed: bool) -> None:
+        """End the connection after the handler returned (or raised, when ``failed``).
+
+        Completes the closing handshake, closes TCP from our side and drains
+        what the peer still sends until it closes too (bounded), so that no
+        reset destroys the Close frame in flight. Afterwards the socket is shut
+        down both ways: whatever the server writes next fails instead of
+        reaching the client.
+        """
+        try:
+            if self._protocol.state is State.OPEN:
+                self.close(1011 if failed else 1000)
+            else:
+                self._await_close()
+            if not self._protocol.close_received:
+                self._linger()
+        except ConnectionClosed:
+            pass
+        finally:
+            with contextlib.suppress(OSError):  # already reset or shut down
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def _linger(self) -> None:
+        """Read and discard until the peer closes TCP, for at most the close timeout."""
+        deadline = time.monotonic() + min(self._close_timeout, 2.0)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._wait_readable(remaining):
+                return
+            try:
+                if not self._sock.recv(READ_SIZE):
+                    return
+            except OSError:
+                return
+
+    # -- the socket choke points ------------------------------------------------
+
+    def _read(self) -> None:
+        """One read from the socket, fed to the protocol; answers are written."""
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except OSError as exc:
+            log.debug("connection lost while reading: %s", exc)
+            data = b""
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Feed received bytes to the protocol, write its answers; caller holds the read lock."""
+        self._protocol.receive_data(data)
+        answer = self._protocol.data_to_send()
+        if answer or self._protocol.state is State.CLOSED:
+            with self._send_lock:
+                try:
+                    if answer:
+                        self._sendall(answer)
+                except ConnectionClosed:
+                    pass
+                if self._protocol.state is State.CLOSED:
+                    self._shut_write_locked()
+
+    def _service_incoming(self) -> None:
+        """Handle frames that arrived while nobody was receiving (pings, a Close)."""
+        if not self._read_lock.acquire(False):
+            return  # another thread is receiving: it handles them
+        try:
+            while (
+                self._protocol.state is not State.CLOSED
+                and self._protocol.buffered_size < _BACKLOG_LIMIT
+                and self._wait_readable(0)
+            ):
+                self._read()
+        finally:
+            self._read_lock.release()
+
+    def _sendall(self, data: bytes) -> None:
+        """Write all of ``data``; the caller holds the send lock."""
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            self._protocol.connection_lost()
+            raise ConnectionClosed(
+                self._protocol.close_code or 1006, self._protocol.close_reason
+            ) from exc
+
+    def _shut_write_locked(self) -> None:
+        """Send our FIN once: the server closes the TCP connection first (§7.1.1).
+
+        The caller holds the send lock, so no frame is cut short.
+        """
+        if self._write_shut:
+            return
+        self._write_shut = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+
+    # -- context manager ----------------------------------------------------------
+
+    def __enter__(self) -> WebSocket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.closed:
+            failed = exc is not None and not isinstance(exc, ConnectionClosed)
+            with contextlib.suppress(ConnectionClosed):
+                self.close(1011 if failed else 1000)
+
+    def __repr__(self) -> str:
+        state = self._protocol.state.name
+        return f"<WebSocket {self.path!r} {state}>"

@@ -1,0 +1,247 @@
+"""The WebSocket protocol after the handshake, sans I/O.
+
+:class:`Protocol` turns received bytes into whole messages and turns what the
+application wants to send into bytes. Framing, masking and UTF-8 validation are
+``wsproto``'s; this module adds what a connection needs on top of it: message
+assembly with a size limit, the answers the protocol obliges us to give (pong
+for ping, the echo of a close), and the connection state below. It never
+touches a socket, a clock or a lock: the caller feeds it bytes and writes the
+bytes it hands back.
+
+States and transitions (all of them are made in :meth:`Protocol._to`)::
+
+    OPEN ──we send Close──────────────────────▶ CLOSING
+    OPEN ──peer's Close (we echo it)──────────▶ CLOSED
+    OPEN ──protocol error (we send Close)─────▶ CLOSED
+    OPEN / CLOSING ──EOF, or given up on──────▶ CLOSED (1006 if no Close came)
+    CLOSING ──peer's Close────────────────────▶ CLOSED
+
+Invariants:
+
+* Data frames are only ever produced in OPEN (RFC 6455 §5.5.1: nothing follows
+  a Close frame).
+* Exactly one Close frame is produced in the connection's life.
+* In CLOSED, :attr:`close_code` is set and never changes again; the transport
+  is to be closed, and the server side closes TCP first (§7.1.1).
+* After a protocol error the stream can no longer be parsed: we fail the
+  connection (§7.1.7) and received bytes are discarded, not parsed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Union
+
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    TextMessage,
+)
+from wsproto.frame_protocol import CloseReason
+
+__all__ = ["NORMAL_CLOSE_CODES", "Data", "Protocol", "State"]
+
+Data = Union[str, bytes]
+
+#: Close codes that end a connection normally (RFC 6455 §7.4.1): a handler's
+#: ``for message in ws`` loop ends quietly on these, and raises on any other.
+#: 1005 means the peer sent a Close frame with no code: a clean handshake too.
+NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
+
+
+class State(enum.Enum):
+    OPEN = "OPEN"
+    CLOSING = "CLOSING"
+    CLOSED = "CLOSED"
+
+
+_TRANSITIONS = {
+    (State.OPEN, State.CLOSING),
+    (State.OPEN, State.CLOSED),
+    (State.CLOSING, State.CLOSED),
+}
+
+
+class Protocol:
+    """One server-side WebSocket connection's protocol state.
+
+    ``max_message_size`` bounds a received message (after any decompression);
+    a larger one fails the connection with 1009 (§7.4.1). ``None`` means no
+    limit.
+    """
+
+    def __init__(self, *, max_message_size: int | None = None) -> None:
+        self._wsproto = Connection(ConnectionType.SERVER)
+        self.max_message_size = max_message_size
+        self.state = State.OPEN
+        #: The code and reason that ended the connection (set on entering CLOSED).
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: Whether the peer's Close frame arrived.
+        self.close_received = False
+        self._sent_close: tuple[int, str] | None = None
+        self._parse_failed = False
+        self._outgoing = bytearray()
+        self._messages: deque[Data] = deque()
+        self._messages_size = 0
+        self._fragments: list[str | bytes | bytearray] = []
+        self._fragments_size = 0
+
+    # -- the one place where the state changes -------------------------------
+
+    def _to(self, state: State, code: int | None = None, reason: str = "") -> None:
+        if (self.state, state) not in _TRANSITIONS:
+            raise AssertionError(f"invalid transition {self.state.name} -> {state.name}")
+        self.state = state
+        if state is State.CLOSED:
+            assert code is not None
+            self.close_code = code
+            self.close_reason = reason
+            self._fragments.clear()
+
+    # -- receiving --------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the peer; ``b""`` means the peer closed TCP (EOF).
+
+        Whole messages become available from :meth:`next_message`, answers
+        (pongs, the echo of a Close, a Close that fails the connection) from
+        :meth:`data_to_send`.
+        """
+        if self.state is State.CLOSED or self._parse_failed:
+            return  # §7.1.7: after failing the connection, input is discarded
+        if not data:
+            self.connection_lost()
+            return
+        self._wsproto.receive_data(data)
+        for event in self._wsproto.events():
+            if isinstance(event, (TextMessage, BytesMessage)):
+                self._on_data(event)
+            elif isinstance(event, Ping):
+                if self.state is State.OPEN:
+                    self._outgoing += self._wsproto.send(event.response())
+            elif isinstance(event, CloseConnection):
+                self._on_close(event)
+                break
+            # Pong: nothing to do until keepalive pings exist.
+            if self.closed:
+                break
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def _on_data(self, event: TextMessage | BytesMessage) -> None:
+        if self.state is not State.OPEN:
+            return  # we sent Close; the peer's late data is discarded
+        self._fragments.append(event.data)
+        self._fragments_size += len(event.data)
+        limit = self.max_message_size
+        if limit is not None and self._fragments_size > limit:
+            self._fail(
+                CloseReason.MESSAGE_TOO_BIG,
+                f"message larger than {limit} bytes",
+                wait_for_peer=True,
+            )
+            return
+        if event.message_finished:
+            if isinstance(event, TextMessage):
+                message: Data = "".join(self._fragments)  # type: ignore[arg-type]
+            else:
+                assert isinstance(event, BytesMessage)
+                message = b"".join(self._fragments)  # type: ignore[arg-type]
+            self._fragments = []
+            self._fragments_size = 0
+            self._messages.append(message)
+            self._messages_size += len(message)
+
+    def _on_close(self, event: CloseConnection) -> None:
+        # wsproto reports a protocol error (bad frame, invalid UTF-8 even
+        # mid-fragment, bad close code) as a CloseConnection event that the
+        # peer never sent, leaving its own state as it was; a real Close frame
+        # moves its state on before the event is yielded.
+        if self._wsproto.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
+            # §7.1.7: fail the connection, with the code wsproto chose
+            # (1002 protocol error, 1007 invalid data, ...).
+            self._fail(event.code, event.reason or "", wait_for_peer=False)
+            return
+        self.close_received = True
+        if self.state is State.OPEN:
+            # §5.5.1: answer with a Close echoing the peer's code.
+            self._outgoing += self._wsproto.send(event.response())
+            self._to(State.CLOSED, event.code, event.reason or "")
+        elif self.state is State.CLOSING:
+            assert self._sent_close is not None
+            self._to(State.CLOSED, *self._sent_close)
+
+    def _fail(self, code: int, reason: str, *, wait_for_peer: bool) -> None:
+        """End the connection on our side with ``code``.
+
+        With ``wait_for_peer`` the stream is still sane (say, a message too
+        big): we send Close and wait for the peer's, a normal closing
+        handshake. Without it the stream cannot be parsed any more (§7.1.7):
+        we send Close if we have not yet, and the connection is CLOSED.
+        """
+        if self.state is State.OPEN:
+            self._outgoing += self._wsproto.send(CloseConnection(code=code, reason=reason))
+            self._sent_close = (code, reason)
+            if wait_for_peer:
+                self._to(State.CLOSING)
+                return
+        self._parse_failed = True
+        if self.state is not State.CLOSED:
+            assert self._sent_close is not None
+            self._to(State.CLOSED, *self._sent_close)
+
+    def connection_lost(self) -> None:
+        """The transport is gone (EOF, reset, or we gave up waiting): enter CLOSED.
+
+        The code is 1006 unless a closing handshake already decided it
+        (§7.1.5: "considered to be 1006" when no Close frame was received).
+        """
+        if self.state is not State.CLOSED:
+            self._to(State.CLOSED, CloseReason.ABNORMAL_CLOSURE)
+
+    def next_message(self) -> Data | None:
+        """The oldest whole message received and not yet taken, or None."""
+        if not self._messages:
+            return None
+        message = self._messages.popleft()
+        self._messages_size -= len(message)
+        return message
+
+    @property
+    def buffered_size(self) -> int:
+        """Size of the messages received and not yet taken, plus any partial one."""
+        return self._messages_size + self._fragments_size
+
+    # -- sending ------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Bytes the protocol itself must send (pongs, Close frames); empties the queue."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def send_message(self, data: Data) -> bytes:
+        """The frame for one whole message. Only valid in OPEN."""
+        assert self.state is State.OPEN
+        if isinstance(data, str):
+            return self._wsproto.send(TextMessage(data=data))
+        return self._wsproto.send(BytesMessage(data=data))
+
+    def send_ping(self, payload: bytes = b"") -> bytes:
+        """The frame for a ping. Only valid in OPEN."""
+        assert self.state is State.OPEN
+        return self._wsproto.send(Ping(payload=payload))
+
+    def send_close(self, code: int = 1000, reason: str = "") -> bytes:
+        """Start the closing handshake: the Close frame to send. Only valid in OPEN."""
+        assert self.state is State.OPEN
+        data = self._wsproto.send(CloseConnection(code=code, reason=reason))
+        self._sent_close = (code, reason)
+        self._to(State.CLOSING)
+        return data

@@ -1,0 +1,93 @@
+"""The interface every server adapter implements, and the helpers they share.
+
+An adapter knows one WSGI server. It answers three questions:
+
+* :meth:`ServerAdapter.detect`: is this environ from my server? (Only
+  documented environ keys are consulted.)
+* :meth:`ServerAdapter.take`: the client socket, and the bytes the server has
+  already read past the request headers: a client may send its first frame in
+  the same TCP segment as the handshake, and those bytes then sit in the
+  server's read buffer, not in the socket.
+* :meth:`ServerAdapter.finish`: what to return to the server once the WebSocket
+  is over, so that it writes nothing more and closes the TCP connection.
+
+By the time ``finish`` runs the connection has shut the socket down both ways.
+The default ``finish`` reports the true outcome through ``start_response``
+(``101 Switching Protocols``) and an empty body, so middleware wrapped around
+ours sees an ordinary response; the server's attempt to write that status line
+then fails on the shut-down socket with EPIPE, which Werkzeug, gunicorn and
+gevent all treat as a client that went away: quietly, no bytes on the wire.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from .._concurrency import Kit, kit_for
+
+__all__ = ["ServerAdapter", "StartResponse", "Transport", "read_buffered"]
+
+
+class StartResponse(Protocol):
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = ..., /
+    ) -> Any: ...
+
+
+@dataclass
+class Transport:
+    """What an adapter hands over: the socket, early bytes, and its concurrency kit."""
+
+    sock: socket.socket
+    buffered: bytes
+    kit: Kit
+
+    @classmethod
+    def of(cls, sock: socket.socket, buffered: bytes = b"") -> Transport:
+        # Whatever timeout the server set for HTTP requests, the WebSocket
+        # waits on its own terms: block, and time out with explicit waits.
+        sock.settimeout(None)
+        return cls(sock, buffered, kit_for(sock))
+
+
+class ServerAdapter:
+    """Base class of the adapters; one subclass per server, one module each."""
+
+    #: The name used in logs and error messages.
+    name: ClassVar[str]
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def take(self, environ: MutableMapping[str, Any]) -> Transport:
+        raise NotImplementedError
+
+    def finish(
+        self,
+        environ: MutableMapping[str, Any],
+        start_response: StartResponse,
+        headers: list[tuple[str, str]],
+    ) -> Iterable[bytes]:
+        start_response("101 Switching Protocols", headers)
+        return []
+
+
+def read_buffered(reader: io.BufferedIOBase, sock: socket.socket) -> bytes:
+    """The bytes a buffered reader over ``sock`` holds, without waiting for more.
+
+    ``read1`` returns what is buffered when anything is, and otherwise makes
+    exactly one read of the socket, which a non-blocking socket answers at
+    once. Either way nothing that was read is left behind in the reader.
+    """
+    sock.setblocking(False)
+    try:
+        return reader.read1(1 << 20) or b""
+    except (BlockingIOError, InterruptedError, socket.timeout):
+        return b""
+    finally:
+        sock.settimeout(None)

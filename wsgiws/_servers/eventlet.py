@@ -1,0 +1,34 @@
+"""eventlet's WSGI server (``eventlet.wsgi.server``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+from ._base import ServerAdapter, StartResponse, Transport, read_buffered
+
+
+class Eventlet(ServerAdapter):
+    name = "eventlet.wsgi"
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, Any]) -> bool:
+        return "eventlet.input" in environ
+
+    def take(self, environ: MutableMapping[str, Any]) -> Transport:
+        request_input = environ["eventlet.input"]
+        sock = request_input.get_socket()
+        return Transport.of(sock, read_buffered(request_input.rfile, sock))
+
+    def finish(
+        self,
+        environ: MutableMapping[str, Any],
+        start_response: StartResponse,
+        headers: list[tuple[str, str]],
+    ) -> Iterable[bytes]:
+        # eventlet's own flag for "the app wrote its response itself": the
+        # server then writes nothing and closes the connection.
+        from eventlet.wsgi import WSGI_LOCAL
+
+        WSGI_LOCAL.already_handled = True
+        return super().finish(environ, start_response, headers)

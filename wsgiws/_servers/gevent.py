@@ -1,0 +1,29 @@
+"""gevent's WSGI server (``gevent.pywsgi.WSGIServer``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from .._exceptions import UnsupportedServer
+from ._base import ServerAdapter, Transport, read_buffered
+
+
+class GeventPyWSGI(ServerAdapter):
+    name = "gevent.pywsgi"
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, Any]) -> bool:
+        return str(environ.get("SERVER_SOFTWARE", "")).startswith("gevent/")
+
+    def take(self, environ: MutableMapping[str, Any]) -> Transport:
+        # gevent documents no socket key. Since gevent 20.12 an upgrade
+        # request's wsgi.input is the handler's raw buffered reader over the
+        # client socket; the socket is that reader's raw stream's.
+        reader = environ["wsgi.input"]
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+        if sock is None:
+            raise UnsupportedServer(
+                "gevent.pywsgi did not hand over its socket: gevent 20.12 or later is needed"
+            )
+        return Transport.of(sock, read_buffered(reader, sock))

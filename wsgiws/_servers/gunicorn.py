@@ -1,0 +1,36 @@
+"""gunicorn's sync, gthread, gevent and eventlet workers."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from ._base import ServerAdapter, Transport
+
+
+class Gunicorn(ServerAdapter):
+    name = "gunicorn"
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, Any]) -> bool:
+        return "gunicorn.socket" in environ
+
+    def take(self, environ: MutableMapping[str, Any]) -> Transport:
+        sock = environ["gunicorn.socket"]
+        return Transport.of(sock, self._read_ahead(environ))
+
+    @staticmethod
+    def _read_ahead(environ: Mapping[str, Any]) -> bytes:
+        # gunicorn's parser reads the socket in chunks and keeps what follows
+        # the request headers in its "unreader" for the next request. The
+        # request body reader (wsgi.input, a GET's zero-length body) is the
+        # only path to it. gunicorn 27 gives it out with take_buffered(), made
+        # for its own h2c upgrade; older releases keep it in a BytesIO.
+        unreader = environ["wsgi.input"].reader.unreader
+        take = getattr(unreader, "take_buffered", None)
+        if take is not None:
+            return take()  # type: ignore[no-any-return]
+        data: bytes = unreader.buf.getvalue()
+        unreader.buf = io.BytesIO()
+        return data
