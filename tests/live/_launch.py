@@ -1,0 +1,110 @@
+"""Start one WSGI server on an inherited listening socket.
+
+Run by the live-test harness as::
+
+    python -m tests.live._launch SERVER_ID MODULE:APP FD
+
+``FD`` is a listening TCP socket the parent bound (so there is no port race).
+gunicorn is not started here: the harness runs ``python -m gunicorn`` with
+``--bind fd://FD`` directly. Exit status 3 means the server cannot be imported
+here; the first line of stderr then says why, and the tests skip.
+
+The green servers are monkey-patched first thing, before anything else is
+imported, as their users do.
+"""
+
+import sys
+
+CANNOT_IMPORT = 3
+
+
+def _cannot_import(server_id, exc):
+    sys.stderr.write(f"SKIP: {server_id} cannot be imported: {exc!r}\n")
+    sys.stderr.flush()
+    sys.exit(CANNOT_IMPORT)
+
+
+def _patch(server_id):
+    try:
+        if server_id == "gevent-pywsgi":
+            from gevent import monkey
+
+            monkey.patch_all()
+        elif server_id == "eventlet-wsgi":
+            import eventlet
+
+            eventlet.monkey_patch()
+    except ImportError as exc:
+        _cannot_import(server_id, exc)
+
+
+def _load(spec):
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name or "app")
+
+
+def _listener(fd):
+    import socket
+
+    return socket.socket(fileno=fd)
+
+
+def serve(server_id, spec, fd):
+    _patch(server_id)
+    if server_id == "werkzeug":
+        try:
+            from werkzeug.serving import make_server
+        except ImportError as exc:
+            _cannot_import(server_id, exc)
+        server = make_server("127.0.0.1", 0, _load(spec), threaded=True, fd=fd)
+        server.serve_forever()
+    elif server_id == "eventlet-wsgi":
+        import eventlet.wsgi
+
+        eventlet.wsgi.server(_listener(fd), _load(spec))
+    elif server_id == "gevent-pywsgi":
+        from gevent.pywsgi import WSGIServer
+
+        WSGIServer(_listener(fd), _load(spec)).serve_forever()
+    elif server_id == "waitress":
+        try:
+            import waitress
+        except ImportError as exc:
+            _cannot_import(server_id, exc)
+        waitress.serve(_load(spec), sockets=[_listener(fd)], threads=8)
+    elif server_id == "wsgiref":
+        _serve_wsgiref(spec, fd)
+    else:
+        sys.exit(f"unknown server id {server_id!r}")
+
+
+def _serve_wsgiref(spec, fd):
+    import socket
+    import socketserver
+    from wsgiref.simple_server import WSGIServer
+
+    class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    server = ThreadingWSGIServer(("127.0.0.1", 0), _Handler(), bind_and_activate=False)
+    server.socket.close()
+    server.socket = _listener(fd)
+    host, port = server.server_address = server.socket.getsockname()[:2]
+    server.server_name = socket.getfqdn(host)
+    server.server_port = port
+    server.setup_environ()
+    server.set_app(_load(spec))
+    server.serve_forever()
+
+
+def _Handler():
+    from wsgiref.simple_server import WSGIRequestHandler
+
+    return WSGIRequestHandler
+
+
+if __name__ == "__main__":
+    server_id, spec, fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    serve(server_id, spec, fd)

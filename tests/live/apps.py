@@ -1,0 +1,204 @@
+"""The WSGI application every live server runs (``tests.live.apps:app``).
+
+A plain WSGI app (``/health``, ``/hello``, ``/stats``, ``/last-close``, and a
+fallback that names the path it saw) wrapped by :class:`WebSocketMiddleware`
+with the test handlers below. State the tests read over HTTP lives in this
+process: gunicorn runs one worker, so every request sees the same state.
+
+This module is imported after the launcher (or gunicorn's worker) has
+monkey-patched the process, so ``threading`` here may be green.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import zlib
+from typing import Any
+from urllib.parse import parse_qs
+
+from wsgiws import ConnectionClosed, WebSocket, WebSocketMiddleware
+
+from ._shared import duplex_message
+
+# What users do: let the library's log lines reach the server's output.
+logging.basicConfig(
+    level=logging.INFO,
+    stream=sys.stderr,
+    format="%(levelname)s:%(name)s:%(message)s",
+)
+
+#: id -> how the ``/record`` connection with that id went.
+RECORDS: dict[str, dict[str, Any]] = {}
+_lock = threading.Lock()
+#: WSGI calls in progress, not counting ``/stats`` itself.
+_active = 0
+
+
+def _query(environ: dict[str, Any]) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+
+
+def _ws_query(ws: WebSocket) -> dict[str, str]:
+    return _query(ws.environ)  # type: ignore[arg-type]
+
+
+# -- WebSocket handlers ---------------------------------------------------------
+
+
+def echo(ws: WebSocket) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def fail(ws: WebSocket) -> None:
+    marker = _ws_query(ws).get("marker", "boom")
+    raise RuntimeError(f"handler failed on purpose: {marker}")
+
+
+def close(ws: WebSocket) -> None:
+    """Close at once with ``?code=&reason=``."""
+    q = _ws_query(ws)
+    ws.close(int(q.get("code", "1000")), q.get("reason", ""))
+
+
+def record(ws: WebSocket) -> None:
+    """Echo, and record how the connection ended under ``?id=``."""
+    rec: dict[str, Any] = {"state": "open", "pid": os.getpid()}
+    RECORDS[_ws_query(ws)["id"]] = rec
+    try:
+        while True:
+            rec["state"] = "receiving"
+            message = ws.receive()
+            if message is None:
+                rec.update(how="end-of-stream", code=ws.close_code, reason=ws.close_reason)
+                break
+            rec["state"] = "sending"
+            ws.send(message)
+    except ConnectionClosed as exc:
+        rec.update(how="ConnectionClosed", code=exc.code, reason=exc.reason)
+    except BaseException as exc:
+        rec.update(how=type(exc).__name__, detail=str(exc))
+        raise
+    finally:
+        rec["state"] = "ended"
+        rec["closed"] = ws.closed
+        rec["ended_at"] = time.time()
+
+
+def duplex(ws: WebSocket) -> None:
+    """A second thread sends ``?n=`` messages while this one receives ``n``.
+
+    Then sends one summary text: ``"ok"`` or what went wrong on the receiving
+    side (lost, reordered, corrupted messages).
+    """
+    n = int(_ws_query(ws).get("n", "1000"))
+    errors: list[str] = []
+
+    def sender() -> None:
+        try:
+            for i in range(n):
+                ws.send(duplex_message("s", i))
+        except Exception as exc:
+            errors.append(f"sender: {exc!r}")
+
+    thread = threading.Thread(target=sender, name="duplex-sender")
+    thread.start()
+    received = 0
+    try:
+        for i in range(n):
+            message = ws.receive()
+            if message is None:
+                errors.append(f"connection ended after {i} messages")
+                break
+            received += 1
+            if message != duplex_message("c", i):
+                errors.append(f"message {i} differs: crc {zlib.crc32(_b(message)):08x}")
+                break
+    finally:
+        thread.join()
+    ws.send("ok" if not errors else "; ".join(errors))
+    for _ in ws:  # wait for the client's close
+        pass
+
+
+def _b(message: str | bytes) -> bytes:
+    return message.encode() if isinstance(message, str) else message
+
+
+HANDLERS = {
+    "/echo": echo,
+    "/fail": fail,
+    "/close": close,
+    "/record": record,
+    "/duplex": duplex,
+}
+
+
+# -- the plain WSGI app -----------------------------------------------------------
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _greenlet_count() -> int | None:
+    if "greenlet" not in sys.modules:
+        return None
+    import gc
+
+    import greenlet
+
+    return sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead)
+
+
+def _respond(start_response: Any, status: str, body: str | bytes, ctype: str) -> list[bytes]:
+    data = body.encode() if isinstance(body, str) else body
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def plain_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    path = environ.get("PATH_INFO") or "/"
+    if path == "/health":
+        return _respond(start_response, "200 OK", "ok\n", "text/plain")
+    if path == "/hello":
+        return _respond(start_response, "200 OK", "hello from the app\n", "text/plain")
+    if path == "/stats":
+        stats = {
+            "pid": os.getpid(),
+            "fds": _fd_count(),
+            "threads": threading.active_count(),
+            "greenlets": _greenlet_count(),
+            "active": _active,
+            "server": environ.get("SERVER_SOFTWARE"),
+        }
+        return _respond(start_response, "200 OK", json.dumps(stats), "application/json")
+    if path == "/last-close":
+        rec = RECORDS.get(_query(environ).get("id", ""))
+        if rec is None:
+            return _respond(start_response, "404 Not Found", "null", "application/json")
+        return _respond(start_response, "200 OK", json.dumps(rec), "application/json")
+    body = f"plain app: {environ.get('REQUEST_METHOD')} {path}\n"
+    return _respond(start_response, "200 OK", body, "text/plain")
+
+
+ws_app = WebSocketMiddleware(plain_app, HANDLERS, max_message_size=None)
+
+
+def app(environ: dict[str, Any], start_response: Any) -> Any:
+    """Count the WSGI calls in progress (``/stats`` reads the count)."""
+    global _active
+    if environ.get("PATH_INFO") == "/stats":
+        return ws_app(environ, start_response)
+    with _lock:
+        _active += 1
+    try:
+        return ws_app(environ, start_response)
+    finally:
+        with _lock:
+            _active -= 1

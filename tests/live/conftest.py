@@ -1,0 +1,126 @@
+"""Fixtures of the live tier: one subprocess per server id, started once per session.
+
+``server`` is parametrised over the servers wsgiws supports,
+``unsupported_server`` over the ones that must answer 501. Either hands the
+test a :class:`LiveTest`: the running server plus the log slice written
+during this test. After the test the fixture waits (bounded) until the server
+has no request in progress, checks that the worker process is the same one,
+and fails the test if the slice holds a traceback or an error line, except
+lines the test declared with :meth:`LiveTest.allow_errors`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._harness import (
+    SUPPORTED,
+    UNSUPPORTED,
+    LiveServer,
+    ServerPool,
+    ServerUnavailable,
+    error_lines,
+    wait_for,
+)
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.live)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "server" in metafunc.fixturenames:
+        metafunc.parametrize("server", SUPPORTED, indirect=True)
+    if "unsupported_server" in metafunc.fixturenames:
+        metafunc.parametrize("unsupported_server", UNSUPPORTED, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+    pool = ServerPool(tmp_path_factory.mktemp("live-servers"))
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+class LiveTest:
+    """A running server, seen from one test."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.start_mark = server.mark()
+        self.allowed: list[re.Pattern[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+    @property
+    def id(self) -> str:
+        return self.server.server_id
+
+    def log(self) -> str:
+        """What the server wrote to its log since this test began."""
+        return self.server.log_since(self.start_mark)
+
+    def allow_errors(self, *patterns: str) -> None:
+        """Error lines matching any of ``patterns`` are expected in this test."""
+        self.allowed += [re.compile(p) for p in patterns]
+
+    def unexpected_errors(self) -> list[str]:
+        return [
+            line
+            for line in error_lines(self.log())
+            if not any(p.search(line) for p in self.allowed)
+        ]
+
+    def settle(self) -> dict[str, Any]:
+        """Wait until no request is in progress in the worker; its stats then."""
+
+        def idle() -> dict[str, Any] | None:
+            stats = self.server.stats()
+            return stats if stats["active"] == 0 else None
+
+        return wait_for(idle, 20, f"{self.id} to finish every request of the test")  # type: ignore[no-any-return]
+
+
+def _live(request: pytest.FixtureRequest, pool: ServerPool) -> Iterator[LiveTest]:
+    server_id = request.param
+    try:
+        server = pool.get(server_id)
+    except ServerUnavailable as exc:
+        pytest.skip(f"{server_id} cannot run here: {exc}")
+    live = LiveTest(server)
+    yield live
+    stats = live.settle()
+    assert stats["pid"] == server.worker_pid, (
+        f"{server_id}: the worker changed from pid {server.worker_pid} to {stats['pid']}"
+    )
+    errors = live.unexpected_errors()
+    assert not errors, (
+        f"{server_id} logged errors during the test:\n"
+        + "\n".join(errors)
+        + "\n--- log slice ---\n"
+        + live.log()[-5000:]
+    )
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest, server_pool: ServerPool) -> Iterator[LiveTest]:
+    yield from _live(request, server_pool)
+
+
+@pytest.fixture
+def unsupported_server(
+    request: pytest.FixtureRequest, server_pool: ServerPool
+) -> Iterator[LiveTest]:
+    yield from _live(request, server_pool)
