@@ -99,7 +99,7 @@ def accept(request: webob.Request, subprotocols: Sequence[str] = ()) -> Accept:
     protocol = request.environ.get("SERVER_PROTOCOL", "")
     if protocol.upper() not in ("HTTP/1.1",):
         raise HandshakeError(f"a WebSocket handshake needs HTTP/1.1, not {protocol or 'unknown'}")
-    if not request.host:
+    if not request.environ.get("HTTP_HOST"):
         raise HandshakeError("missing Host header")
     upgrade = [t.split("/")[0] for t in tokens(request.headers.get("Upgrade"))]
     if "websocket" not in upgrade:

@@ -1,0 +1,311 @@
+"""The blocking connection over a real socket pair: no server, real sockets."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import webob
+from wsproto.events import CloseConnection, Ping, Pong
+
+from tests.conftest import timeout
+from tests.core._peer import Peer, mask_frame
+from wsgiws import ConnectionClosed, WebSocket
+from wsgiws._concurrency import THREADS
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[WebSocket, Peer]]:
+    server, client = socket.socketpair()
+    ws = WebSocket(
+        server,
+        THREADS,
+        request=webob.Request.blank("/ws"),
+        max_message_size=32 * 1024 * 1024,
+        close_timeout=timeout(2),
+    )
+    yield ws, Peer(client)
+    server.close()
+    client.close()
+
+
+def test_receive_text_and_binary(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    peer.send("hello")
+    peer.send(b"\x00\x01")
+    assert ws.receive() == "hello"
+    assert ws.receive() == b"\x00\x01"
+
+
+def test_early_bytes_are_delivered_first(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    ws._start(mask_frame(0x1, b"early") + mask_frame(0x9, b"p"))
+    peer.send("later")
+    assert ws.receive() == "early"
+    assert ws.receive() == "later"
+    assert peer.next_event() == Pong(payload=b"p")
+
+
+def test_receive_timeout_returns_none(pair: tuple[WebSocket, Peer]) -> None:
+    ws, _ = pair
+    assert ws.receive(timeout=0.05) is None
+    assert not ws.closed
+
+
+def test_large_messages_both_ways(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    big = bytes(range(256)) * (16 * 4096)  # 16 MiB
+    sender = threading.Thread(target=peer.send, args=(big,))
+    sender.start()
+    assert ws.receive() == big
+    sender.join()
+    sender = threading.Thread(target=ws.send, args=(big,))
+    sender.start()
+    assert peer.receive() == big
+    sender.join()
+
+
+@pytest.mark.parametrize("code", [1000, 1001, None])
+def test_normal_close_ends_iteration_then_raises(
+    pair: tuple[WebSocket, Peer], code: int | None
+) -> None:
+    ws, peer = pair
+    peer.send("one")
+    if code is None:
+        peer.send_raw(mask_frame(0x8, b""))  # a Close without a code: 1005
+    else:
+        peer.close(code)
+    assert list(ws) == ["one"]
+    assert ws.closed
+    assert ws.close_code == (1005 if code is None else code)
+    assert isinstance(peer.next_event(), CloseConnection)  # the echo
+    assert peer.read_to_eof() == b""  # then TCP is closed by us
+    with pytest.raises(ConnectionClosed):
+        ws.receive()
+    with pytest.raises(ConnectionClosed):
+        ws.send("too late")
+
+
+def test_other_close_codes_raise_with_code_and_reason(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    peer.close(4000, "bye")
+    with pytest.raises(ConnectionClosed) as info:
+        ws.receive()
+    assert (info.value.code, info.value.reason) == (4000, "bye")
+    assert (ws.close_code, ws.close_reason) == (4000, "bye")
+    assert peer.next_event() == CloseConnection(code=4000, reason="bye")
+
+
+def test_eof_without_close_frame_raises_1006(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    peer.sock.shutdown(socket.SHUT_WR)
+    with pytest.raises(ConnectionClosed) as info:
+        ws.receive()
+    assert info.value.code == 1006
+    assert ws.close_code == 1006
+
+
+def test_reset_while_receiving_raises_1006() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    ws = WebSocket(server, THREADS, request=webob.Request.blank("/ws"))
+    result: list[BaseException] = []
+
+    def receive() -> None:
+        try:
+            ws.receive()
+        except ConnectionClosed as exc:
+            result.append(exc)
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()  # RST
+    receiver.join(timeout(5))
+    assert not receiver.is_alive(), "receive() did not return after a reset"
+    assert isinstance(result[0], ConnectionClosed) and result[0].code == 1006
+    server.close()
+
+
+def test_ping_is_answered_while_receiving(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    peer.ping(b"are you there")
+    peer.send("msg")
+    assert ws.receive() == "msg"
+    assert peer.next_event() == Pong(payload=b"are you there")
+
+
+def test_ping_is_answered_by_a_handler_that_only_sends(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    peer.ping(b"p1")
+    ws.send("a")
+    events = [peer.next_event(), peer.next_event()]
+    assert Pong(payload=b"p1") in events
+
+
+def test_peer_close_is_echoed_by_a_handler_that_only_sends(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    peer.close(1001, "going away")
+    with pytest.raises(ConnectionClosed) as info:
+        ws.send("nobody listens")
+    assert info.value.code == 1001
+    assert peer.next_event() == CloseConnection(code=1001, reason="going away")
+    assert peer.read_to_eof() == b""
+
+
+def test_concurrent_sends_never_interleave(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    threads, count = 4, 200
+
+    def send(n: int) -> None:
+        for i in range(count):
+            ws.send(bytes([n]) * (1 + (i * 7919) % 70000))
+
+    senders = [threading.Thread(target=send, args=(n,)) for n in range(threads)]
+    for t in senders:
+        t.start()
+    seen = {n: 0 for n in range(threads)}
+    for _ in range(threads * count):
+        message = peer.receive()
+        assert isinstance(message, bytes)
+        n = message[0]
+        assert message == bytes([n]) * (1 + (seen[n] * 7919) % 70000), "corrupted or reordered"
+        seen[n] += 1
+    for t in senders:
+        t.join()
+    assert seen == {n: count for n in range(threads)}
+
+
+def test_send_while_another_thread_receives(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    count = 1000
+    received: list[object] = []
+
+    def receive() -> None:
+        for _ in range(count):
+            received.append(ws.receive())
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    client_sender = threading.Thread(target=lambda: [peer.send(f"c{i}") for i in range(count)])
+    client_sender.start()
+    client_received: list[object] = []
+    client_receiver = threading.Thread(
+        target=lambda: client_received.extend(peer.receive() for _ in range(count))
+    )
+    client_receiver.start()
+    for i in range(count):
+        ws.send(f"s{i}")
+    for t in (receiver, client_sender, client_receiver):
+        t.join(timeout(10))
+        assert not t.is_alive()
+    assert client_received == [f"s{i}" for i in range(count)]
+    assert received == [f"c{i}" for i in range(count)]
+
+
+def test_close_waits_for_the_peers_answer(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    answer = threading.Thread(target=peer.expect_close)
+    answer.start()
+    ws.close(4001, "server bye")
+    answer.join()
+    assert (ws.close_code, ws.close_reason, ws.closed) == (4001, "server bye", True)
+    assert peer.read_to_eof() == b""
+
+
+def test_close_gives_up_on_a_silent_peer(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    ws._close_timeout = 0.1
+    ws.close()
+    assert ws.closed and ws.close_code == 1006
+    event = peer.next_event()
+    assert event == CloseConnection(code=1000, reason="")
+
+
+def test_close_rejects_codes_an_endpoint_may_not_send(pair: tuple[WebSocket, Peer]) -> None:
+    ws, _ = pair
+    for code in (999, 1004, 1005, 1006, 1015, 2000, 5000):
+        with pytest.raises(ValueError):
+            ws.close(code)
+
+
+def test_finish_after_handler_error_sends_1011(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    answer = threading.Thread(target=peer.expect_close)
+    answer.start()
+    ws._finish(failed=True)
+    answer.join()
+    assert ws.close_code == 1011
+    assert peer.read_to_eof() == b""
+
+
+def test_finish_shuts_the_socket_so_later_writes_fail(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    answer = threading.Thread(target=peer.expect_close)
+    answer.start()
+    ws._finish(failed=False)
+    answer.join()
+    with pytest.raises(BrokenPipeError):
+        ws._sock.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert peer.read_to_eof() == b""
+
+
+def test_protocol_error_raises_and_fails_the_connection(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    peer.send_raw(mask_frame(0x1, b"\xff\xfe"))
+    with pytest.raises(ConnectionClosed) as info:
+        ws.receive()
+    assert info.value.code == 1007
+    assert isinstance(peer.next_event(), CloseConnection)
+    assert peer.read_to_eof() == b""
+
+
+def test_message_too_big_closes_with_1009(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    ws._protocol.max_message_size = 1000
+    peer.send(b"x" * 1001)
+    answer = threading.Thread(target=peer.expect_close)
+    answer.start()
+    with pytest.raises(ConnectionClosed) as info:
+        ws.receive()
+    answer.join()
+    assert info.value.code == 1009
+
+
+def test_send_rejects_other_types(pair: tuple[WebSocket, Peer]) -> None:
+    ws, _ = pair
+    with pytest.raises(TypeError):
+        ws.send(42)  # type: ignore[arg-type]
+
+
+def test_ping_payload_limit(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    ws.ping(b"x" * 125)
+    assert peer.next_event() == Ping(payload=b"x" * 125)
+    with pytest.raises(ValueError):
+        ws.ping(b"x" * 126)
+
+
+def test_context_manager_closes(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    got: list[object] = []
+    answer = threading.Thread(target=lambda: got.extend([peer.receive(), peer.expect_close()]))
+    answer.start()
+    with ws:
+        ws.send("in")
+    answer.join()
+    assert ws.closed and ws.close_code == 1000
+    assert got == ["in", CloseConnection(code=1000, reason="")]
+
+
+def test_attributes(pair: tuple[WebSocket, Peer]) -> None:
+    ws, _ = pair
+    assert ws.path == "/ws"
+    assert ws.environ["PATH_INFO"] == "/ws"
+    assert ws.subprotocol is None
+    assert (ws.closed, ws.close_code, ws.close_reason) == (False, None, "")
+    assert "OPEN" in repr(ws)

@@ -1,0 +1,158 @@
+"""The sans-I/O protocol core: messages, control frames, closing, failures."""
+
+from __future__ import annotations
+
+import pytest
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    TextMessage,
+)
+
+from tests.core._peer import mask_frame
+from wsgiws._protocol import Protocol, State
+
+
+@pytest.fixture
+def client() -> Connection:
+    return Connection(ConnectionType.CLIENT)
+
+
+def server_events(client: Connection, data: bytes) -> list[object]:
+    client.receive_data(data)
+    return list(client.events())
+
+
+def test_text_and_binary_messages(client: Connection) -> None:
+    proto = Protocol()
+    proto.receive_data(
+        client.send(TextMessage(data="héllo")) + client.send(BytesMessage(data=b"\x00\xff"))
+    )
+    assert proto.next_message() == "héllo"
+    assert proto.next_message() == b"\x00\xff"
+    assert proto.next_message() is None
+
+
+def test_fragmented_message_with_a_ping_in_between_is_assembled(client: Connection) -> None:
+    proto = Protocol()
+    data = client.send(TextMessage(data="one ", message_finished=False))
+    data += client.send(Ping(payload=b"p"))
+    data += client.send(TextMessage(data="two", message_finished=True))
+    # Byte by byte: the worst case for a parser.
+    for i in range(len(data)):
+        proto.receive_data(data[i : i + 1])
+    assert proto.next_message() == "one two"
+    assert server_events(client, proto.data_to_send()) == [Pong(payload=b"p")]
+
+
+def test_peer_close_is_echoed_and_closes(client: Connection) -> None:
+    proto = Protocol()
+    proto.receive_data(client.send(CloseConnection(code=4000, reason="bye")))
+    assert proto.state is State.CLOSED
+    assert (proto.close_code, proto.close_reason, proto.close_received) == (4000, "bye", True)
+    assert server_events(client, proto.data_to_send()) == [CloseConnection(code=4000, reason="bye")]
+
+
+def test_local_close_waits_for_the_peer(client: Connection) -> None:
+    proto = Protocol()
+    events = server_events(client, proto.send_close(4001, "done"))
+    assert events == [CloseConnection(code=4001, reason="done")]
+    assert proto.state is State.CLOSING
+    # Data the peer sent before it saw our Close is discarded (§5.5.1).
+    proto.receive_data(mask_frame(0x1, b"late"))
+    assert proto.next_message() is None
+    proto.receive_data(client.send(CloseConnection(code=4001, reason="done")))
+    assert proto.state is State.CLOSED
+    assert (proto.close_code, proto.close_reason) == (4001, "done")
+    assert proto.data_to_send() == b""
+
+
+def test_eof_without_close_is_1006() -> None:
+    proto = Protocol()
+    proto.receive_data(b"")
+    assert (proto.state, proto.close_code, proto.close_received) == (State.CLOSED, 1006, False)
+
+
+def test_eof_during_closing_handshake_is_1006() -> None:
+    proto = Protocol()
+    proto.send_close()
+    proto.receive_data(b"")
+    assert (proto.state, proto.close_code) == (State.CLOSED, 1006)
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        # Invalid UTF-8 that only shows in the second fragment (Autobahn 6.4.x):
+        # the connection must fail at once, not wait for the message's end.
+        (
+            mask_frame(0x1, "κό".encode(), fin=False)
+            + mask_frame(0x0, b"\xce\xba\xe1\xbd", fin=False)
+            + mask_frame(0x0, b"\xf4\x90\x80\x80", fin=False),
+            1007,
+        ),
+        (mask_frame(0x3, b"reserved opcode"), 1002),
+        (mask_frame(0x1, b"rsv bits", rsv=0b100), 1002),
+        (mask_frame(0x0, b"continuation without a start"), 1002),
+        (mask_frame(0x9, b"fragmented ping", fin=False), 1002),
+        (mask_frame(0x8, b"\x03\xe8\xff\xfe"), 1007),  # close reason not UTF-8
+        (mask_frame(0x8, b"\x03\xed"), 1002),  # close code 1005 must not be sent
+    ],
+)
+def test_protocol_errors_fail_the_connection(client: Connection, frames: bytes, code: int) -> None:
+    proto = Protocol()
+    proto.receive_data(frames)
+    assert proto.state is State.CLOSED
+    assert proto.close_code == code
+    assert proto.close_received is False
+    sent = server_events(client, proto.data_to_send())
+    assert len(sent) == 1 and isinstance(sent[0], CloseConnection) and sent[0].code == code
+    # Whatever follows is discarded, never parsed (§7.1.7).
+    proto.receive_data(mask_frame(0x9, b"ping after failure"))
+    assert proto.data_to_send() == b""
+
+
+def test_message_too_big_closes_with_1009_across_fragments(client: Connection) -> None:
+    proto = Protocol(max_message_size=10)
+    proto.receive_data(client.send(BytesMessage(data=b"x" * 6, message_finished=False)))
+    assert proto.state is State.OPEN
+    proto.receive_data(client.send(BytesMessage(data=b"x" * 6, message_finished=True)))
+    assert proto.state is State.CLOSING
+    assert proto.next_message() is None
+    assert server_events(client, proto.data_to_send())[0] == CloseConnection(
+        code=1009, reason="message larger than 10 bytes"
+    )
+    proto.receive_data(client.send(CloseConnection(code=1009)))
+    assert (proto.state, proto.close_code) == (State.CLOSED, 1009)
+
+
+def test_message_at_the_limit_is_accepted(client: Connection) -> None:
+    proto = Protocol(max_message_size=10)
+    proto.receive_data(client.send(BytesMessage(data=b"x" * 10)))
+    assert proto.next_message() == b"x" * 10
+
+
+def test_buffered_size_counts_untaken_messages(client: Connection) -> None:
+    proto = Protocol()
+    proto.receive_data(client.send(BytesMessage(data=b"x" * 100)))
+    proto.receive_data(client.send(BytesMessage(data=b"y" * 50, message_finished=False)))
+    assert proto.buffered_size == 150
+    proto.next_message()
+    assert proto.buffered_size == 50
+
+
+def test_sending_outside_open_is_a_bug() -> None:
+    proto = Protocol()
+    proto.send_close()
+    with pytest.raises(AssertionError):
+        proto.send_message("no")
+
+
+def test_transitions_are_checked() -> None:
+    proto = Protocol()
+    proto.connection_lost()
+    with pytest.raises(AssertionError, match="invalid transition CLOSED -> CLOSING"):
+        proto._to(State.CLOSING)
