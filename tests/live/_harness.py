@@ -56,13 +56,15 @@ _ERROR_PATTERNS = [
     re.compile(r"WORKER TIMEOUT|was sent SIG|Worker exiting|Booting worker"),  # gunicorn
 ]
 _NOISE = re.compile(r"Warning\b")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def error_lines(text: str) -> list[str]:
     """The lines of a server log slice that report an error."""
+    lines = _ANSI.sub("", text).splitlines()
     return [
         line
-        for line in text.splitlines()
+        for line in lines
         if not _NOISE.search(line) and any(p.search(line) for p in _ERROR_PATTERNS)
     ]
 
@@ -160,7 +162,8 @@ class LiveServer:
         """One request on its own connection (``Connection: close``)."""
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout(10))
         try:
-            conn.request(method, path, body=body, headers={"Connection": "close", **(headers or {})})
+            all_headers = {"Connection": "close", **(headers or {})}
+            conn.request(method, path, body=body, headers=all_headers)
             resp = conn.getresponse()
             body_bytes = resp.read()
             return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body_bytes)
@@ -182,7 +185,8 @@ class LiveServer:
         paths = [str(ROOT)]
         gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}", "--workers", "1"]
         gunicorn += ["--graceful-timeout", "2", "--log-level", "info", "--chdir", str(ROOT)]
-        gunicorn += ["--no-control-socket"]  # else every master shares ~/.gunicorn/gunicorn.ctl
+        # Without --no-control-socket every master shares ~/.gunicorn/gunicorn.ctl.
+        gunicorn += ["--access-logfile", "-", "--no-control-socket"]
         sid = self.server_id
         if sid == "gunicorn-gthread":
             cmd = [*gunicorn, "-k", "gthread", "--threads", "32", APP]
@@ -270,10 +274,8 @@ class LiveServer:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout(10))
-        except subprocess.TimeoutExpired:
-            pass
         # The group outlives its leader if a worker lingers: SIGKILL the rest.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

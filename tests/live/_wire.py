@@ -114,12 +114,18 @@ class RawClient:
         """Connect and complete the handshake; ``early`` bytes go in the same ``sendall``."""
         sock = socket.create_connection(address, timeout=timeout(10))
         client = cls(sock)
-        key = new_key()
-        host = f"{address[0]}:{address[1]}"
-        sock.sendall(handshake_request(host, path, key, extra) + early)
-        client.read_response_head()
-        assert client.status == 101, f"handshake answered {client.status}: {client.headers}"
-        assert client.headers.get("sec-websocket-accept") == accept_for(key), client.headers
+        try:
+            key = new_key()
+            host = f"{address[0]}:{address[1]}"
+            sock.sendall(handshake_request(host, path, key, extra) + early)
+            client.read_response_head()
+            assert client.status == 101, (
+                f"handshake answered {client.status}: {client.headers}; body {bytes(client.buf)!r}"
+            )
+            assert client.headers.get("sec-websocket-accept") == accept_for(key), client.headers
+        except BaseException:
+            sock.close()
+            raise
         return client
 
     # -- reading ------------------------------------------------------------------------

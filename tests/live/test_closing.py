@@ -1,0 +1,197 @@
+"""How connections end: close codes both ways, handler errors, lost peers, bytes after Close."""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import quote
+
+import pytest
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
+
+from tests.conftest import timeout
+
+from ._clients import new_id, wait_state, ws_connect
+from ._harness import wait_for
+from ._wire import CLOSE, RawClient
+
+# -- close codes and reasons, both ways -----------------------------------------------
+
+
+def test_client_close_code_reaches_handler_websockets(server):
+    cid = new_id()
+    with ws_connect(server, f"/record?id={cid}") as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=timeout(10)) == "hello"
+        ws.close(4000, "bye")
+        assert ws.close_code == 4000  # the server echoed our code
+    rec = wait_state(server, cid, "ended")
+    assert (rec["how"], rec["code"], rec["reason"]) == ("ConnectionClosed", 4000, "bye")
+
+
+def test_client_close_code_reaches_handler_raw(server):
+    cid = new_id()
+    client = RawClient.connect(server.address, f"/record?id={cid}")
+    try:
+        client.send("hello")
+        assert client.recv_message() == "hello"
+        client.send_close(4000, "bye")
+        echo = client.recv_message()
+        assert not isinstance(echo, (str, bytes)), echo
+        assert echo.opcode == CLOSE and echo.close_code == 4000
+        assert client.read_until_eof() == b""
+    finally:
+        client.close()
+    rec = wait_state(server, cid, "ended")
+    assert (rec["how"], rec["code"], rec["reason"]) == ("ConnectionClosed", 4000, "bye")
+
+
+@pytest.mark.parametrize("code", [1000, 1001])
+def test_client_normal_close_ends_handler_loop_quietly(server, code):
+    cid = new_id()
+    with ws_connect(server, f"/record?id={cid}") as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=timeout(10)) == "hello"
+        ws.close(code, "done")
+    rec = wait_state(server, cid, "ended")
+    assert (rec["how"], rec["code"], rec["reason"]) == ("end-of-stream", code, "done")
+
+
+@pytest.mark.parametrize(("code", "reason"), [(4001, "server bye"), (1011, ""), (3000, "é" * 60)])
+def test_server_close_code_reaches_client_websockets(server, code, reason):
+    path = f"/close?code={code}&reason={quote(reason)}"
+    with ws_connect(server, path) as ws, pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=timeout(10))
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (code, reason)
+
+
+def test_server_normal_close_reaches_client_websockets(server):
+    path = "/close?code=1000&reason=done"
+    with ws_connect(server, path) as ws, pytest.raises(ConnectionClosedOK) as info:
+        ws.recv(timeout=timeout(10))
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1000, "done")
+
+
+@pytest.mark.parametrize(("code", "reason"), [(4001, "server bye"), (1000, "")])
+def test_server_close_code_reaches_client_raw(server, code, reason):
+    client = RawClient.connect(server.address, f"/close?code={code}&reason={quote(reason)}")
+    try:
+        closing = client.recv_message()
+        assert not isinstance(closing, (str, bytes)), closing
+        assert (closing.close_code, closing.close_reason) == (code, reason)
+        client.send_close(code, reason)
+        # Nothing after the server's Close frame: no further frame, no HTTP response.
+        assert client.read_until_eof() == b""
+    finally:
+        client.close()
+
+
+def test_nothing_after_close_when_client_never_answers(server):
+    """The server gives up waiting for our Close (its close timeout) and closes TCP, silently."""
+    client = RawClient.connect(server.address, "/close?code=4002&reason=no%20answer")
+    try:
+        closing = client.recv_message()
+        assert not isinstance(closing, (str, bytes)), closing
+        assert closing.close_code == 4002
+        assert client.read_until_eof(seconds=30) == b""
+    finally:
+        client.close()
+
+
+def test_nothing_after_close_echo_raw(server):
+    """Client-initiated close on the echo handler: the echoed Close is the last byte, then EOF."""
+    client = RawClient.connect(server.address, "/echo")
+    try:
+        client.send("x")
+        assert client.recv_message() == "x"
+        client.send_close(None)  # a Close without a code: 1005 for the handler
+        echo = client.recv_message()
+        assert not isinstance(echo, (str, bytes)), echo
+        assert echo.opcode == CLOSE
+        assert client.read_until_eof() == b""
+    finally:
+        client.close()
+
+
+# -- a handler that raises ------------------------------------------------------------------
+
+
+def _expect_handler_traceback(server, marker: str) -> None:
+    server.allow_errors(
+        r"Traceback \(most recent call last\)",
+        r"WebSocket handler for /fail raised",
+        rf"RuntimeError: handler failed on purpose: {marker}$",
+    )
+    line = f"RuntimeError: handler failed on purpose: {marker}"
+    wait_for(lambda: line in server.log(), 10, f"the handler's traceback ({marker}) in the log")
+    server.settle()
+    log = server.log()
+    assert log.count("Traceback (most recent call last)") == 1, log
+    assert log.count(line) == 1, log
+    assert log.count("WebSocket handler for /fail raised") == 1, log
+
+
+def test_handler_exception_gives_1011_websockets(server):
+    marker = new_id()
+    path = f"/fail?marker={marker}"
+    with ws_connect(server, path) as ws, pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=timeout(10))
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+    _expect_handler_traceback(server, marker)
+
+
+def test_handler_exception_gives_1011_raw(server):
+    marker = new_id()
+    client = RawClient.connect(server.address, f"/fail?marker={marker}")
+    try:
+        closing = client.recv_message()
+        assert not isinstance(closing, (str, bytes)), closing
+        assert closing.close_code == 1011
+        client.send_close(1011)
+        assert client.read_until_eof() == b""
+    finally:
+        client.close()
+    _expect_handler_traceback(server, marker)
+
+
+# -- the peer vanishes ----------------------------------------------------------------------
+
+
+def _fds_settled(server, baseline: int):
+    def check():
+        stats = server.stats()
+        return stats if stats["fds"] <= baseline else None
+
+    return wait_for(check, 15, f"the worker's open fds to return to {baseline}")
+
+
+@pytest.mark.parametrize("how", ["fin", "reset"])
+def test_abrupt_disconnect_raw(server, how):
+    baseline = server.settle()["fds"]
+    cid = new_id()
+    client = RawClient.connect(server.address, f"/record?id={cid}")
+    try:
+        client.send("hello")
+        assert client.recv_message() == "hello"
+        wait_state(server, cid, "receiving")
+    finally:
+        client.abort(reset=how == "reset")
+    rec = wait_state(server, cid, "ended")
+    assert (rec["how"], rec["code"]) == ("ConnectionClosed", 1006), rec
+    assert rec["closed"] is True
+    _fds_settled(server, baseline)
+
+
+def test_abrupt_disconnect_websockets(server):
+    baseline = server.settle()["fds"]
+    cid = new_id()
+    with ws_connect(server, f"/record?id={cid}") as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=timeout(10)) == "hello"
+        wait_state(server, cid, "receiving")
+        # As if the client's process died: TCP ends, no Close frame.
+        ws.socket.shutdown(socket.SHUT_RDWR)
+        rec = wait_state(server, cid, "ended")
+    assert (rec["how"], rec["code"]) == ("ConnectionClosed", 1006), rec
+    _fds_settled(server, baseline)
