@@ -219,8 +219,8 @@ class WebSocket:
         with self._send_lock:
             self._shut_write_locked()
 
-    def _finish(self, failed: bool) -> None:
-        """End the connection after the handler returned (or raised, when ``failed``).
+    def _finish(self, code: int = 1000) -> None:
+        """End the connection after the handler returned, closing with ``code`` if still open.
 
         Completes the closing handshake, closes TCP from our side and drains
         what the peer still sends until it closes too (bounded), so that no
@@ -230,7 +230,7 @@ class WebSocket:
         """
         try:
             if self._protocol.state is State.OPEN:
-                self.close(1011 if failed else 1000)
+                self.close(code)
             else:
                 self._await_close()
             if not self._protocol.close_received:

@@ -121,7 +121,7 @@ class WebSocketMiddleware:
             close_timeout=self.close_timeout,
         )
         environ["wsgiws.connection"] = ws
-        failed = False
+        code = 1000
         try:
             transport.sock.sendall(response.response_bytes())
             ws._start(transport.buffered)
@@ -135,13 +135,18 @@ class WebSocketMiddleware:
                 "WebSocket %s: connection lost during the handshake: %s", request.path_info, exc
             )
         except Exception:
-            failed = True
+            code = 1011  # RFC 6455 §7.4.1: an unexpected condition on the server
             log.exception(
                 "WebSocket handler for %s raised; closing the connection with 1011",
                 request.path_info,
             )
+        except BaseException:
+            # The server is stopping this thread or greenlet (shutdown, a
+            # worker timeout, GreenletExit): the server is going away (1001).
+            code = 1001
+            raise
         finally:
-            ws._finish(failed)
+            ws._finish(code)
         return adapter.finish(environ, start_response, list(response.headers))
 
 

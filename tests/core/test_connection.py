@@ -237,7 +237,7 @@ def test_finish_after_handler_error_sends_1011(pair: tuple[WebSocket, Peer]) -> 
     ws, peer = pair
     answer = threading.Thread(target=peer.expect_close)
     answer.start()
-    ws._finish(failed=True)
+    ws._finish(1011)
     answer.join()
     assert ws.close_code == 1011
     assert peer.read_to_eof() == b""
@@ -247,7 +247,7 @@ def test_finish_shuts_the_socket_so_later_writes_fail(pair: tuple[WebSocket, Pee
     ws, peer = pair
     answer = threading.Thread(target=peer.expect_close)
     answer.start()
-    ws._finish(failed=False)
+    ws._finish()
     answer.join()
     with pytest.raises(BrokenPipeError):
         ws._sock.sendall(b"HTTP/1.1 200 OK\r\n\r\n")

@@ -370,3 +370,17 @@ def test_composes_with_outer_and_inner_middleware() -> None:
     up.peer.expect_close()
     up.join()
     assert outer_saw == ["200 OK", "101 Switching Protocols"]
+
+
+def test_handler_stopped_by_the_server_closes_with_1001() -> None:
+    def stopped(ws: WebSocket) -> None:
+        raise KeyboardInterrupt  # as a server's shutdown or GreenletExit would
+
+    up = Upgrade(WebSocketMiddleware(inner_app, stopped))
+    up.read_101()
+    assert up.peer.expect_close().code == 1001
+    with pytest.raises(KeyboardInterrupt):
+        up.join()
+    up.peer.sock.close()
+    up.reader.close()
+    up.server.close()
