@@ -7,6 +7,7 @@ see exactly the bytes the server writes (and nothing it should not write).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import socket
@@ -119,6 +120,8 @@ class RawClient:
             host = f"{address[0]}:{address[1]}"
             sock.sendall(handshake_request(host, path, key, extra) + early)
             client.read_response_head()
+            if client.status != 101:
+                client.read_body()
             assert client.status == 101, (
                 f"handshake answered {client.status}: {client.headers}; body {bytes(client.buf)!r}"
             )
@@ -157,6 +160,13 @@ class RawClient:
         for line in lines[1:]:
             name, _, value = line.partition(":")
             self.headers[name.strip().lower()] = value.strip()
+
+    def read_body(self) -> None:
+        """Read a non-101 response's body (by Content-Length) into the buffer."""
+        length = int(self.headers.get("content-length", "0"))
+        with contextlib.suppress(EOFError):
+            while len(self.buf) < length:
+                self._fill("the response body")
 
     def recv_frame(self) -> Frame:
         b0, b1 = self._take(2, "a frame header")
