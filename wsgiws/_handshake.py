@@ -83,7 +83,12 @@ class Accept:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def accept(request: webob.Request, subprotocols: Sequence[str] = ()) -> Accept:
+def accept(
+    request: webob.Request,
+    subprotocols: Sequence[str] = (),
+    *,
+    check_http_version: bool = True,
+) -> Accept:
     """Validate a handshake request; return the response or raise :class:`HandshakeError`.
 
     The checks follow RFC 6455 §4.2.1 in order, so the first defect is the one
@@ -93,11 +98,14 @@ def accept(request: webob.Request, subprotocols: Sequence[str] = ()) -> Accept:
 
     ``subprotocols`` is the server's list in order of preference; the first one
     the client also offers is chosen (§4.2.2 item 5.4: at most one is echoed).
+
+    ``check_http_version=False`` skips the HTTP/1.1 check, for servers whose
+    ``SERVER_PROTOCOL`` does not report the request's version.
     """
     if request.method != "GET":
         raise HandshakeError(f"a WebSocket handshake must use GET, not {request.method}")
     protocol = request.environ.get("SERVER_PROTOCOL", "")
-    if protocol.upper() not in ("HTTP/1.1",):
+    if check_http_version and protocol.upper() != "HTTP/1.1":
         raise HandshakeError(f"a WebSocket handshake needs HTTP/1.1, not {protocol or 'unknown'}")
     if not request.environ.get("HTTP_HOST"):
         raise HandshakeError("missing Host header")

@@ -86,13 +86,17 @@ class WebSocketMiddleware:
         self, handler: Handler, environ: MutableMapping[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         request = webob.Request(environ)
+        adapter = find_adapter(environ)
         try:
-            response = accept(request, self.subprotocols)
+            response = accept(
+                request,
+                self.subprotocols,
+                check_http_version=adapter is None or adapter.reports_http_version,
+            )
         except HandshakeError as exc:
             log.info("rejected WebSocket handshake for %s: %s", request.path_info, exc.detail)
             return _plain(start_response, exc.status, exc.detail, exc.headers)
 
-        adapter = find_adapter(environ)
         if adapter is None:
             server = environ.get("SERVER_SOFTWARE") or "an unknown server"
             log.error(

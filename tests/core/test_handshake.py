@@ -145,3 +145,8 @@ def test_is_handshake_looks_for_websocket_headers_only(
 def test_tokens() -> None:
     assert tokens(None) == []
     assert tokens(" keep-alive ,, Upgrade ") == ["keep-alive", "upgrade"]
+
+
+def test_http_version_check_can_be_skipped_for_servers_that_misreport_it() -> None:
+    # eventlet.wsgi reports HTTP/1.0 for every request.
+    accept(request(SERVER_PROTOCOL="HTTP/1.0"), check_http_version=False)

@@ -59,6 +59,8 @@ class ServerAdapter:
 
     #: The name used in logs and error messages.
     name: ClassVar[str]
+    #: Whether the server's ``SERVER_PROTOCOL`` is the request's HTTP version.
+    reports_http_version: ClassVar[bool] = True
 
     @classmethod
     def detect(cls, environ: Mapping[str, Any]) -> bool:

@@ -10,6 +10,9 @@ from ._base import ServerAdapter, StartResponse, Transport, read_buffered
 
 class Eventlet(ServerAdapter):
     name = "eventlet.wsgi"
+    # eventlet.wsgi sets SERVER_PROTOCOL to "HTTP/1.0" for every request,
+    # whatever the request line said, so it cannot tell us the version.
+    reports_http_version = False
 
     @classmethod
     def detect(cls, environ: Mapping[str, Any]) -> bool:
