@@ -175,10 +175,11 @@ class WebSocket:
     def _ensure_open(self) -> None:
         if self._protocol.state is State.OPEN:
             return
-        code = self._protocol.close_code
-        if code is None:  # CLOSING: we sent a Close
-            code = 1000
-        raise ConnectionClosed(code, self._protocol.close_reason)
+        if self._protocol.state is State.CLOSING:
+            assert self._protocol.sent_close is not None
+            raise ConnectionClosed(*self._protocol.sent_close)
+        assert self._protocol.close_code is not None
+        raise ConnectionClosed(self._protocol.close_code, self._protocol.close_reason)
 
     # -- closing ----------------------------------------------------------------
 
@@ -202,9 +203,13 @@ class WebSocket:
         self._await_close()
 
     def _await_close(self) -> None:
-        """Wait (bounded) for the peer's Close, unless another thread is receiving it."""
+        """Wait (bounded) for the peer's Close, then close TCP from our side.
+
+        If another thread is in :meth:`receive`, that thread reads the peer's
+        Close and closes TCP when it comes; this one returns at once.
+        """
         if not self._read_lock.acquire(False):
-            return  # the thread in receive() reads the peer's Close
+            return
         try:
             deadline = time.monotonic() + self._close_timeout
             while self._protocol.state is State.CLOSING:
@@ -243,16 +248,20 @@ class WebSocket:
 
     def _linger(self) -> None:
         """Read and discard until the peer closes TCP, for at most the close timeout."""
-        deadline = time.monotonic() + min(self._close_timeout, 2.0)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._wait_readable(remaining):
-                return
-            try:
+        if not self._read_lock.acquire(False):
+            return  # a thread the handler left behind is still reading
+        try:
+            deadline = time.monotonic() + min(self._close_timeout, 2.0)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._wait_readable(remaining):
+                    return
                 if not self._sock.recv(READ_SIZE):
                     return
-            except OSError:
-                return
+        except OSError:
+            return
+        finally:
+            self._read_lock.release()
 
     # -- the socket choke points ------------------------------------------------
 

@@ -82,7 +82,8 @@ class Protocol:
         self.close_reason = ""
         #: Whether the peer's Close frame arrived.
         self.close_received = False
-        self._sent_close: tuple[int, str] | None = None
+        #: The code and reason of the Close frame we sent, if we sent one.
+        self.sent_close: tuple[int, str] | None = None
         self._parse_failed = False
         self._outgoing = bytearray()
         self._messages: deque[Data] = deque()
@@ -174,8 +175,8 @@ class Protocol:
             self._outgoing += self._wsproto.send(event.response())
             self._to(State.CLOSED, event.code, event.reason or "")
         elif self.state is State.CLOSING:
-            assert self._sent_close is not None
-            self._to(State.CLOSED, *self._sent_close)
+            assert self.sent_close is not None
+            self._to(State.CLOSED, *self.sent_close)
 
     def _fail(self, code: int, reason: str, *, wait_for_peer: bool) -> None:
         """End the connection on our side with ``code``.
@@ -187,14 +188,14 @@ class Protocol:
         """
         if self.state is State.OPEN:
             self._outgoing += self._wsproto.send(CloseConnection(code=code, reason=reason))
-            self._sent_close = (code, reason)
+            self.sent_close = (code, reason)
             if wait_for_peer:
                 self._to(State.CLOSING)
                 return
         self._parse_failed = True
         if self.state is not State.CLOSED:
-            assert self._sent_close is not None
-            self._to(State.CLOSED, *self._sent_close)
+            assert self.sent_close is not None
+            self._to(State.CLOSED, *self.sent_close)
 
     def connection_lost(self) -> None:
         """The transport is gone (EOF, reset, or we gave up waiting): enter CLOSED.
@@ -242,6 +243,6 @@ class Protocol:
         """Start the closing handshake: the Close frame to send. Only valid in OPEN."""
         assert self.state is State.OPEN
         data = self._wsproto.send(CloseConnection(code=code, reason=reason))
-        self._sent_close = (code, reason)
+        self.sent_close = (code, reason)
         self._to(State.CLOSING)
         return data

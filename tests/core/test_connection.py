@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -309,3 +310,31 @@ def test_attributes(pair: tuple[WebSocket, Peer]) -> None:
     assert ws.subprotocol is None
     assert (ws.closed, ws.close_code, ws.close_reason) == (False, None, "")
     assert "OPEN" in repr(ws)
+
+
+def test_send_after_our_close_names_our_code(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    ended: list[BaseException] = []
+
+    def receive() -> None:
+        try:
+            ws.receive(timeout=timeout(5))
+        except ConnectionClosed as exc:
+            ended.append(exc)
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    while ws._read_lock.acquire(False):  # wait until the receiver holds the lock
+        ws._read_lock.release()
+        time.sleep(0.001)
+    # Another thread is receiving: close() sends the Close and returns; the
+    # receiving thread reads the peer's answer and closes TCP.
+    ws.close(4002, "mine")
+    with pytest.raises(ConnectionClosed) as info:
+        ws.send("x")
+    assert (info.value.code, info.value.reason) == (4002, "mine")
+    peer.expect_close()
+    receiver.join(timeout(5))
+    assert ws.closed and ws.close_code == 4002
+    assert [(e.code, e.reason) for e in ended] == [(4002, "mine")]  # type: ignore[attr-defined]
+    assert peer.read_to_eof() == b""
