@@ -1,4 +1,4 @@
-"""Messages of every size, both opcodes, both clients; and a first frame pipelined with the handshake."""
+"""Messages of every size, both opcodes, both clients; first frames pipelined with the handshake."""
 
 from __future__ import annotations
 
