@@ -126,6 +126,26 @@ def duplex(ws: WebSocket) -> None:
         pass
 
 
+def push(ws: WebSocket) -> None:
+    """Only send (server push), never receive, until the connection ends; record how (``?id=``)."""
+    rec: dict[str, Any] = {"state": "pushing", "sent": 0}
+    RECORDS[_ws_query(ws)["id"]] = rec
+    try:
+        while True:
+            ws.send(f"push {rec['sent']}")
+            rec["sent"] += 1
+            time.sleep(0.002)
+    except ConnectionClosed as exc:
+        rec.update(how="ConnectionClosed", code=exc.code, reason=exc.reason)
+    except BaseException as exc:
+        rec.update(how=type(exc).__name__, detail=str(exc))
+        raise
+    finally:
+        rec["state"] = "ended"
+        rec["closed"] = ws.closed
+        rec["ended_at"] = time.time()
+
+
 def _b(message: str | bytes) -> bytes:
     return message.encode() if isinstance(message, str) else message
 
@@ -136,6 +156,7 @@ HANDLERS = {
     "/close": close,
     "/record": record,
     "/duplex": duplex,
+    "/push": push,
 }
 
 
