@@ -69,6 +69,17 @@ def error_lines(text: str) -> list[str]:
     ]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it if the test process dies (Linux), so that a
+    killed pytest leaves no server behind. gunicorn's master passes SIGTERM on to its worker."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class ServerUnavailable(Exception):
     """The server cannot run here (not importable, or it did not start)."""
 
@@ -227,6 +238,7 @@ class LiveServer:
                 stderr=subprocess.STDOUT,
                 pass_fds=(fd,),
                 start_new_session=True,  # its own process group: teardown reaches workers
+                preexec_fn=_die_with_parent,
             )
         finally:
             # The child holds its copy; with ours closed, a dead child means
@@ -309,11 +321,10 @@ class ServerPool:
         server = LiveServer(server_id, self.log_dir / f"{server_id}.log")
         try:
             server.start()
-        except ServerUnavailable as exc:
-            self.unavailable[server_id] = str(exc)
-            raise
-        except BaseException:
+        except BaseException as exc:
             server.stop()
+            if isinstance(exc, ServerUnavailable):
+                self.unavailable[server_id] = str(exc)
             raise
         self.servers[server_id] = server
         return server
