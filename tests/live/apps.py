@@ -164,7 +164,7 @@ HANDLERS = {
 
 
 def _fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
+    return len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
 
 
 def _greenlet_count() -> int | None:
