@@ -227,9 +227,10 @@ class WebSocket:
     def _finish(self, code: int = 1000) -> None:
         """End the connection after the handler returned, closing with ``code`` if still open.
 
-        Completes the closing handshake, closes TCP from our side and drains
-        what the peer still sends until it closes too (bounded), so that no
-        reset destroys the Close frame in flight. Afterwards the socket is shut
+        Completes the closing handshake and closes TCP from our side. If the
+        peer's Close never came (it failed the protocol, or went silent), what
+        it still sends is drained until it closes too (bounded), so that no
+        reset destroys our Close frame in flight. Afterwards the socket is shut
         down both ways: whatever the server writes next fails instead of
         reaching the client.
         """
