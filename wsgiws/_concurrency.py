@@ -75,6 +75,26 @@ class _Threads:
         return wait_select
 
 
+def _green_waiter(
+    fd: int,
+    real_select: Callable[..., tuple[list[int], list[int], list[int]]],
+    wait_read: Callable[[int, float | None], object],
+) -> Waiter:
+    """A waiter from a green library's "wait until readable", which raises socket.timeout."""
+
+    def wait(timeout: float | None) -> bool:
+        if timeout is not None and timeout <= 0:
+            # A zero-timeout check never yields to the hub: ask the OS directly.
+            return bool(real_select([fd], [], [], 0)[0])
+        try:
+            wait_read(fd, timeout)
+        except socket.timeout:
+            return False
+        return True
+
+    return wait
+
+
 class _Gevent:
     name = "gevent"
 
@@ -87,20 +107,11 @@ class _Gevent:
         import gevent.monkey
         import gevent.socket
 
-        fd = sock.fileno()
-        real_select = gevent.monkey.get_original("select", "select")
-
-        def wait(timeout: float | None) -> bool:
-            if timeout is not None and timeout <= 0:
-                # A zero-timeout check never yields to the hub: ask the OS directly.
-                return bool(real_select([fd], [], [], 0)[0])
-            try:
-                gevent.socket.wait_read(fd, timeout)
-            except socket.timeout:
-                return False
-            return True
-
-        return wait
+        return _green_waiter(
+            sock.fileno(),
+            gevent.monkey.get_original("select", "select"),
+            gevent.socket.wait_read,
+        )
 
 
 class _Eventlet:
@@ -115,19 +126,12 @@ class _Eventlet:
         import eventlet.hubs
         import eventlet.patcher
 
-        fd = sock.fileno()
-        real_select = eventlet.patcher.original("select").select
+        def wait_read(fd: int, timeout: float | None) -> object:
+            return eventlet.hubs.trampoline(
+                fd, read=True, timeout=timeout, timeout_exc=socket.timeout
+            )
 
-        def wait(timeout: float | None) -> bool:
-            if timeout is not None and timeout <= 0:
-                return bool(real_select([fd], [], [], 0)[0])
-            try:
-                eventlet.hubs.trampoline(fd, read=True, timeout=timeout, timeout_exc=socket.timeout)
-            except socket.timeout:
-                return False
-            return True
-
-        return wait
+        return _green_waiter(sock.fileno(), eventlet.patcher.original("select").select, wait_read)
 
 
 THREADS: Kit = _Threads()
