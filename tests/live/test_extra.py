@@ -199,3 +199,23 @@ def test_push_handler_sees_abrupt_disconnect(server, how):
         client.abort(reset=how == "reset")
     rec = wait_state(server, cid, "ended")
     assert (rec["how"], rec["code"]) == ("ConnectionClosed", 1006), rec
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"Connection": "keep-alive, Upgrade", "Upgrade": "websocket"},  # Firefox
+        {"Connection": "upgrade", "Upgrade": "WebSocket"},  # case-insensitive tokens
+        {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"},
+    ],
+    ids=["firefox-connection", "token-case", "extension-offered"],
+)
+def test_browser_style_handshakes(server, extra):
+    client = RawClient.connect(server.address, "/echo", extra=extra)
+    try:
+        assert "sec-websocket-extensions" not in client.headers, client.headers
+        client.send("hi")
+        assert client.recv_message() == "hi"
+        _close_cleanly(client)
+    finally:
+        client.close()
