@@ -209,6 +209,9 @@ def plain_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 ws_app = WebSocketMiddleware(plain_app, HANDLERS, max_message_size=None)
+# A second middleware in front, with a short close timeout, for the test of a
+# client that never answers our Close (the first one keeps the default, 5 s).
+ws_app = WebSocketMiddleware(ws_app, {"/close-quick": close}, close_timeout=1.0)
 
 
 def app(environ: dict[str, Any], start_response: Any) -> Any:

@@ -89,7 +89,7 @@ def test_server_close_code_reaches_client_raw(server, code, reason):
 
 def test_nothing_after_close_when_client_never_answers(server):
     """The server gives up waiting for our Close (its close timeout) and closes TCP, silently."""
-    client = RawClient.connect(server.address, "/close?code=4002&reason=no%20answer")
+    client = RawClient.connect(server.address, "/close-quick?code=4002&reason=no%20answer")
     try:
         closing = client.recv_message()
         assert not isinstance(closing, (str, bytes)), closing
