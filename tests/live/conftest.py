@@ -12,20 +12,13 @@ lines the test declared with :meth:`LiveTest.allow_errors`.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# The live modules import ``tests.conftest`` (for ``timeout``), as the rest of the
-# suite does: make that work for a bare ``pytest`` run from any directory too.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from ._harness import (  # noqa: E402
+from ._harness import (
     SUPPORTED,
     UNSUPPORTED,
     LiveServer,
