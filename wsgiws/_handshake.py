@@ -109,6 +109,11 @@ def accept(
         raise HandshakeError(f"a WebSocket handshake needs HTTP/1.1, not {protocol or 'unknown'}")
     if not request.environ.get("HTTP_HOST"):
         raise HandshakeError("missing Host header")
+    # A body would sit where the first frames go, and be read as frames.
+    if request.environ.get("CONTENT_LENGTH", "0") not in ("", "0") or request.environ.get(
+        "HTTP_TRANSFER_ENCODING"
+    ):
+        raise HandshakeError("a WebSocket handshake must not have a body")
     upgrade = [t.split("/")[0] for t in tokens(request.headers.get("Upgrade"))]
     if "websocket" not in upgrade:
         raise HandshakeError("missing 'Upgrade: websocket' header")

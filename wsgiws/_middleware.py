@@ -23,6 +23,7 @@ Handler = Callable[[WebSocket], Any]
 WSGIApp = Callable[[MutableMapping[str, Any], StartResponse], Iterable[bytes]]
 
 _SUPPORTED = ", ".join(adapter.name for adapter in ADAPTERS)
+_warned: set[str] = set()
 
 
 class WebSocketMiddleware:
@@ -110,6 +111,10 @@ class WebSocketMiddleware:
                 "501 Not Implemented",
                 f"WebSockets are not supported on {server}; supported servers: {_SUPPORTED}",
             )
+        caveat = adapter.caveat(environ)
+        if caveat is not None and caveat not in _warned:
+            _warned.add(caveat)  # once per process: it is about configuration
+            log.warning("%s", caveat)
         try:
             transport = adapter.take(environ)
         except UnsupportedServer as exc:

@@ -69,6 +69,8 @@ def test_upgrade_header_is_a_case_insensitive_token_list(upgrade: str) -> None:
         ({"REQUEST_METHOD": "POST"}, "must use GET, not POST"),
         ({"SERVER_PROTOCOL": "HTTP/1.0"}, "needs HTTP/1.1, not HTTP/1.0"),
         ({"HTTP_HOST": None}, "missing Host header"),
+        ({"CONTENT_LENGTH": "5"}, "must not have a body"),
+        ({"HTTP_TRANSFER_ENCODING": "chunked"}, "must not have a body"),
         ({"HTTP_UPGRADE": None}, "missing 'Upgrade: websocket' header"),
         ({"HTTP_UPGRADE": "h2c"}, "missing 'Upgrade: websocket' header"),
         ({"HTTP_CONNECTION": None}, "Connection header must contain the 'upgrade' token"),

@@ -36,6 +36,7 @@ HANDSHAKE = {
     "HTTP_SEC_WEBSOCKET_KEY": KEY,
     "HTTP_SEC_WEBSOCKET_VERSION": "13",
     "wsgi.url_scheme": "http",
+    "wsgi.multithread": True,
 }
 
 
@@ -384,3 +385,17 @@ def test_handler_stopped_by_the_server_closes_with_1001() -> None:
     up.peer.sock.close()
     up.reader.close()
     up.server.close()
+
+
+def test_single_threaded_server_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    import wsgiws._middleware
+
+    wsgiws._middleware._warned.clear()
+    for _ in range(2):
+        up = Upgrade(WebSocketMiddleware(inner_app, echo), **{"wsgi.multithread": False})
+        up.read_101()
+        up.peer.close()
+        up.peer.expect_close()
+        up.join()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "single-threaded" in warnings[0].getMessage()

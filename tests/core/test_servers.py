@@ -96,3 +96,21 @@ def test_kit_follows_the_socket_class() -> None:
         assert kit_for(green2) is EVENTLET
     finally:
         green2.close()
+
+
+@pytest.mark.parametrize(
+    ("environ", "warns"),
+    [
+        ({"werkzeug.socket": None, "wsgi.multithread": True}, None),
+        ({"werkzeug.socket": None, "wsgi.multiprocess": True}, None),
+        ({"werkzeug.socket": None, "wsgi.multithread": False}, "threaded=True"),
+        ({"gunicorn.socket": None, "wsgi.multithread": True}, None),
+        ({"gunicorn.socket": None, "wsgi.multithread": False}, "sync worker"),
+        ({"eventlet.input": None}, None),
+    ],
+)
+def test_caveats_about_server_configuration(environ: dict[str, Any], warns: str | None) -> None:
+    adapter = find_adapter(environ)
+    assert adapter is not None
+    caveat = adapter.caveat(environ)
+    assert (caveat is None) if warns is None else (warns in (caveat or ""))

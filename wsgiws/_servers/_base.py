@@ -11,6 +11,9 @@ An adapter knows one WSGI server. It answers three questions:
 * :meth:`ServerAdapter.finish`: what to return to the server once the WebSocket
   is over, so that it writes nothing more and closes the TCP connection.
 
+and may warn (:meth:`ServerAdapter.caveat`) about a configuration that works
+but serves WebSockets badly.
+
 By the time ``finish`` runs the connection has shut the socket down both ways.
 The default ``finish`` reports the true outcome through ``start_response``
 (``101 Switching Protocols``) and an empty body, so middleware wrapped around
@@ -68,6 +71,10 @@ class ServerAdapter:
 
     def take(self, environ: MutableMapping[str, Any]) -> Transport:
         raise NotImplementedError
+
+    def caveat(self, environ: Mapping[str, Any]) -> str | None:
+        """A warning about how this server is configured for WebSockets, or None."""
+        return None
 
     def finish(
         self,

@@ -20,6 +20,15 @@ class Gunicorn(ServerAdapter):
         sock = environ["gunicorn.socket"]
         return Transport.of(sock, self._read_ahead(environ))
 
+    def caveat(self, environ: Mapping[str, Any]) -> str | None:
+        # Only the sync worker reports wsgi.multithread False.
+        if environ.get("wsgi.multithread"):
+            return None
+        return (
+            "gunicorn's sync worker holds one connection per worker and aborts it after "
+            "--timeout seconds: use -k gthread --threads N, or -k gevent, for WebSockets."
+        )
+
     @staticmethod
     def _read_ahead(environ: Mapping[str, Any]) -> bytes:
         # gunicorn's parser reads the socket in chunks and keeps what follows

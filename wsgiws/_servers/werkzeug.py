@@ -21,3 +21,12 @@ class Werkzeug(ServerAdapter):
         # wsgi.input is the handler's buffered reader over that socket
         # (for a request without a chunked body): early frames sit there.
         return Transport.of(sock, read_buffered(environ["wsgi.input"], sock))
+
+    def caveat(self, environ: Mapping[str, Any]) -> str | None:
+        if environ.get("wsgi.multithread") or environ.get("wsgi.multiprocess"):
+            return None
+        return (
+            "the Werkzeug server runs single-threaded: while a WebSocket is open it serves "
+            "no other request. Run it with threaded=True (the default of `flask run` and "
+            "app.run())."
+        )
