@@ -130,19 +130,20 @@ class WebSocketMiddleware:
             close_timeout=self.close_timeout,
         )
         environ["wsgiws.connection"] = ws
-        code = 1000
         try:
             transport.sock.sendall(response.response_bytes())
+        except OSError as exc:
+            log.debug("WebSocket %s: client gone before the 101: %s", request.path_info, exc)
+            ws._finish()
+            return adapter.finish(environ, start_response, list(response.headers))
+        code = 1000
+        try:
             ws._start(transport.buffered)
             handler(ws)
         except ConnectionClosed as exc:
             # The peer went away or closed while the handler was using the
             # connection: the normal end of many handlers, not an error.
             log.debug("WebSocket %s ended: %s", request.path_info, exc)
-        except OSError as exc:
-            log.debug(
-                "WebSocket %s: connection lost during the handshake: %s", request.path_info, exc
-            )
         except Exception:
             code = 1011  # RFC 6455 §7.4.1: an unexpected condition on the server
             log.exception(

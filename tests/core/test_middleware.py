@@ -399,3 +399,26 @@ def test_single_threaded_server_is_warned_about_once(caplog: pytest.LogCaptureFi
         up.join()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "single-threaded" in warnings[0].getMessage()
+
+
+def test_handler_oserror_is_a_handler_error(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(ws: WebSocket) -> None:
+        open("/nonexistent/wsgiws/file")  # noqa: SIM115 - raises FileNotFoundError
+
+    up = Upgrade(WebSocketMiddleware(inner_app, broken))
+    up.read_101()
+    assert up.peer.expect_close().code == 1011
+    up.join()
+    assert [r.levelno for r in caplog.records if r.name == "wsgiws"] == [logging.ERROR]
+
+
+def test_client_gone_before_the_101_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    called: list[WebSocket] = []
+    server, client = socket.socketpair()
+    client.close()
+    with server, server.makefile("rb") as reader:
+        environ = {**HANDSHAKE, "werkzeug.socket": server, "wsgi.input": reader}
+        response = Response().call(WebSocketMiddleware(inner_app, called.append), environ)
+    assert called == []
+    assert response.status == "101 Switching Protocols"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
