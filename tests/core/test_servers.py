@@ -114,3 +114,20 @@ def test_caveats_about_server_configuration(environ: dict[str, Any], warns: str 
     assert adapter is not None
     caveat = adapter.caveat(environ)
     assert (caveat is None) if warns is None else (warns in (caveat or ""))
+
+
+def test_a_replaced_wsgi_input_is_reported_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    server, client = socket.socketpair()
+    with server, client:
+        adapter = find_adapter({"werkzeug.socket": server})
+        assert adapter is not None
+        wrapped = _Wrapper()  # what a middleware replacing wsgi.input may leave
+        transport = adapter.take({"werkzeug.socket": server, "wsgi.input": wrapped})
+        assert transport.buffered == b""
+    assert "wsgi.input is a _Wrapper" in caplog.text
+    assert "Put WebSocketMiddleware outside" in caplog.text
+
+
+class _Wrapper:
+    def read(self, size: int = -1) -> bytes:
+        raise AssertionError("must not be read: it could block")

@@ -25,6 +25,7 @@ gevent all treat as a client that went away: quietly, no bytes on the wire.
 from __future__ import annotations
 
 import io
+import logging
 import socket
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from typing import Any, ClassVar, Protocol
 from .._concurrency import Kit, kit_for
 
 __all__ = ["ServerAdapter", "StartResponse", "Transport", "read_buffered"]
+
+log = logging.getLogger("wsgiws")
 
 
 class StartResponse(Protocol):
@@ -93,9 +96,18 @@ def read_buffered(reader: io.BufferedIOBase, sock: socket.socket) -> bytes:
     exactly one read of the socket, which a non-blocking socket answers at
     once. Either way nothing that was read is left behind in the reader.
     """
+    read1 = getattr(reader, "read1", None)
+    if read1 is None:
+        log.warning(
+            "wsgi.input is a %s, not the server's buffered reader: frames the client sent "
+            "with its handshake could be lost. Put WebSocketMiddleware outside any middleware "
+            "that replaces wsgi.input.",
+            type(reader).__name__,
+        )
+        return b""
     sock.setblocking(False)
     try:
-        return reader.read1(1 << 20) or b""
+        return read1(1 << 20) or b""
     except (BlockingIOError, InterruptedError, socket.timeout):
         return b""
     finally:
