@@ -69,6 +69,11 @@ def test_gunicorn_read_ahead_is_taken_once(unreader_type: type) -> None:
     assert Gunicorn._read_ahead(environ) == b""
 
 
+def test_gunicorn_with_a_replaced_wsgi_input(caplog: pytest.LogCaptureFixture) -> None:
+    assert Gunicorn._read_ahead({"wsgi.input": io.BytesIO()}) == b""
+    assert "wsgi.input is a BytesIO" in caplog.text
+
+
 def test_werkzeug_adapter_takes_the_readers_buffer_without_blocking() -> None:
     server, client = socket.socketpair()
     with server, client, server.makefile("rb") as reader:

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Protocol
 
 from .._concurrency import Kit, kit_for
 
-__all__ = ["ServerAdapter", "StartResponse", "Transport", "read_buffered"]
+__all__ = ["ServerAdapter", "StartResponse", "Transport", "input_replaced", "read_buffered"]
 
 log = logging.getLogger("wsgiws")
 
@@ -89,6 +89,17 @@ class ServerAdapter:
         return []
 
 
+def input_replaced(reader: object) -> bytes:
+    """Say that early frames cannot be reached through ``reader``; nothing was read."""
+    log.warning(
+        "wsgi.input is a %s, not the server's own reader: frames the client sent with its "
+        "handshake could be lost. Put WebSocketMiddleware outside any middleware that "
+        "replaces wsgi.input.",
+        type(reader).__name__,
+    )
+    return b""
+
+
 def read_buffered(reader: io.BufferedIOBase, sock: socket.socket) -> bytes:
     """The bytes a buffered reader over ``sock`` holds, without waiting for more.
 
@@ -98,13 +109,7 @@ def read_buffered(reader: io.BufferedIOBase, sock: socket.socket) -> bytes:
     """
     read1 = getattr(reader, "read1", None)
     if read1 is None:
-        log.warning(
-            "wsgi.input is a %s, not the server's buffered reader: frames the client sent "
-            "with its handshake could be lost. Put WebSocketMiddleware outside any middleware "
-            "that replaces wsgi.input.",
-            type(reader).__name__,
-        )
-        return b""
+        return input_replaced(reader)
     sock.setblocking(False)
     try:
         return read1(1 << 20) or b""

@@ -24,6 +24,8 @@ class GeventPyWSGI(ServerAdapter):
         sock = getattr(getattr(reader, "raw", None), "_sock", None)
         if sock is None:
             raise UnsupportedServer(
-                "gevent.pywsgi did not hand over its socket: gevent 20.12 or later is needed"
+                "gevent.pywsgi did not hand over its socket in wsgi.input: it needs gevent "
+                "20.12 or later, and WebSocketMiddleware outside any middleware that "
+                "replaces wsgi.input"
             )
         return Transport.of(sock, read_buffered(reader, sock))

@@ -6,7 +6,7 @@ import io
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from ._base import ServerAdapter, Transport
+from ._base import ServerAdapter, Transport, input_replaced
 
 
 class Gunicorn(ServerAdapter):
@@ -36,7 +36,10 @@ class Gunicorn(ServerAdapter):
         # request body reader (wsgi.input, a GET's zero-length body) is the
         # only path to it. gunicorn 27 gives it out with take_buffered(), made
         # for its own h2c upgrade; older releases keep it in a BytesIO.
-        unreader = environ["wsgi.input"].reader.unreader
+        body = environ["wsgi.input"]
+        unreader = getattr(getattr(body, "reader", None), "unreader", None)
+        if unreader is None:
+            return input_replaced(body)
         take = getattr(unreader, "take_buffered", None)
         if take is not None:
             return take()  # type: ignore[no-any-return]
