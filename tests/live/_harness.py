@@ -25,9 +25,12 @@ from typing import Any, Callable
 from tests.conftest import timeout
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The app a server runs unless a test asks for another (``MODULE:NAME``).
 APP = "tests.live.apps:app"
 
-#: Servers wsgiws supports, and the two that must get a clear 501.
+#: Servers wsgiws supports, and the two that must get a clear 501. The
+#: ``-unpatched`` green servers run without monkey-patching: the library must
+#: find gevent's or eventlet's primitives from the socket alone.
 SUPPORTED = (
     "werkzeug",
     "gunicorn-gthread",
@@ -35,8 +38,36 @@ SUPPORTED = (
     "gunicorn-eventlet",
     "eventlet-wsgi",
     "gevent-pywsgi",
+    "gevent-pywsgi-unpatched",
+    "eventlet-wsgi-unpatched",
 )
 UNSUPPORTED = ("waitress", "wsgiref")
+#: gunicorn's sync worker: two workers, each serving one connection at a time.
+#: Not in SUPPORTED: the tests run there assume a server that serves any number
+#: of connections at once (20 WebSockets together; HTTP requests to /stats and
+#: /last-close while WebSockets are open). See test_sync_worker.py.
+SYNC = "gunicorn-sync"
+SYNC_WORKERS = 2
+#: One sync worker with ``--timeout 2``, started by the one test that lets the
+#: arbiter abort a worker in the middle of a WebSocket.
+SYNC_TIMEOUT = "gunicorn-sync-timeout"
+SYNC_TIMEOUT_SECONDS = 2
+
+#: The framework apps (``tests/live/frameworks``), each run on every supported
+#: server and on gunicorn-sync: their tests open one WebSocket at a time, and
+#: make HTTP requests beside it that the second sync worker answers.
+FRAMEWORKS = {
+    "flask": "tests.live.frameworks.flask_app:app",
+    "bottle": "tests.live.frameworks.bottle_app:app",
+    "pyramid": "tests.live.frameworks.pyramid_app:app",
+}
+FRAMEWORK_SERVERS = (*SUPPORTED, SYNC)
+
+#: Environment per server id: which green library an unpatched server's app uses.
+_SERVER_ENV = {
+    "gevent-pywsgi-unpatched": {"WSGIWS_TEST_GREEN": "gevent"},
+    "eventlet-wsgi-unpatched": {"WSGIWS_TEST_GREEN": "eventlet"},
+}
 
 #: Where ./run-tests installs gunicorn 25.3.0, the last with the eventlet worker.
 GUNICORN25 = Path(os.environ.get("WSGIWS_GUNICORN25_PATH") or ROOT / ".cache" / "gunicorn25")
@@ -80,6 +111,21 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = entry.read_text()
+        except OSError:  # the process is gone
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.add(int(entry.parent.name))
+    return found
+
+
 class ServerUnavailable(Exception):
     """The server cannot run here (not importable, or it did not start)."""
 
@@ -118,15 +164,26 @@ def wait_for(
 
 @dataclass
 class LiveServer:
-    """One server subprocess on its own listening socket."""
+    """One server subprocess on its own listening socket, running ``app``."""
 
     server_id: str
     log_path: Path
+    app: str = APP
     proc: subprocess.Popen[bytes] | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    #: The worker that answered the readiness probe, and every worker then.
     worker_pid: int | None = None
+    workers: frozenset[int] = frozenset()
+    state_dir: Path | None = None
     _log_file: Any = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The server id, and the app's module when it is not the default app."""
+        if self.app == APP:
+            return self.server_id
+        return f"{self.server_id}[{self.app.rpartition('.')[2].partition(':')[0]}]"
 
     # -- addresses ------------------------------------------------------------------
 
@@ -149,6 +206,11 @@ class LiveServer:
         if self.worker_pid is not None and self.worker_pid != self.proc.pid:
             pids.append(self.worker_pid)
         return pids
+
+    def current_workers(self) -> frozenset[int]:
+        """The worker processes now: the master's children (gunicorn), or the server itself."""
+        assert self.proc is not None
+        return frozenset(_children(self.proc.pid)) or frozenset({self.proc.pid})
 
     # -- the log --------------------------------------------------------------------
 
@@ -191,18 +253,35 @@ class LiveServer:
 
     # -- life cycle ---------------------------------------------------------------------
 
+    @property
+    def expected_workers(self) -> int:
+        """How many worker processes gunicorn forks (0: the server is one process)."""
+        if self.server_id == SYNC:
+            return SYNC_WORKERS
+        return 1 if self.server_id.startswith("gunicorn-") else 0
+
     def command(self, fd: int) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for name in ("WSGIWS_TEST_GREEN", "WSGIWS_TEST_STATE_DIR"):
+            env.pop(name, None)
+        env.update(_SERVER_ENV.get(self.server_id, {}))
+        if self.state_dir is not None:
+            env["WSGIWS_TEST_STATE_DIR"] = str(self.state_dir)
         paths = [str(ROOT)]
-        gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}", "--workers", "1"]
+        workers = str(self.expected_workers)
+        gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}", "--workers", workers]
         gunicorn += ["--graceful-timeout", "2", "--log-level", "info", "--chdir", str(ROOT)]
         # Without --no-control-socket every master shares ~/.gunicorn/gunicorn.ctl.
         gunicorn += ["--access-logfile", "-", "--no-control-socket"]
-        sid = self.server_id
+        sid, app = self.server_id, self.app
         if sid == "gunicorn-gthread":
-            cmd = [*gunicorn, "-k", "gthread", "--threads", "32", APP]
+            cmd = [*gunicorn, "-k", "gthread", "--threads", "32", app]
         elif sid == "gunicorn-gevent":
-            cmd = [*gunicorn, "-k", "gevent", APP]
+            cmd = [*gunicorn, "-k", "gevent", app]
+        elif sid == SYNC:
+            cmd = [*gunicorn, "-k", "sync", "--timeout", "30", app]
+        elif sid == SYNC_TIMEOUT:
+            cmd = [*gunicorn, "-k", "sync", "--timeout", str(SYNC_TIMEOUT_SECONDS), app]
         elif sid == "gunicorn-eventlet":
             if not (GUNICORN25 / "gunicorn" / "__init__.py").is_file():
                 raise ServerUnavailable(
@@ -210,9 +289,9 @@ class LiveServer:
                     "or set WSGIWS_GUNICORN25_PATH)"
                 )
             paths.insert(0, str(GUNICORN25))
-            cmd = [*gunicorn, "-k", "eventlet", APP]
+            cmd = [*gunicorn, "-k", "eventlet", app]
         else:
-            cmd = [sys.executable, "-m", "tests.live._launch", sid, APP, str(fd)]
+            cmd = [sys.executable, "-m", "tests.live._launch", sid, app, str(fd)]
         old = env.get("PYTHONPATH")
         env["PYTHONPATH"] = os.pathsep.join(paths + ([old] if old else []))
         return cmd, env
@@ -261,13 +340,14 @@ class LiveServer:
                     )
                     raise ServerUnavailable(reason.removeprefix("SKIP: "))
                 raise ServerUnavailable(
-                    f"{self.server_id} exited with status {status} before it answered; "
+                    f"{self.name} exited with status {status} before it answered; "
                     f"log:\n{log[-3000:]}"
                 )
             try:
                 resp = self.get("/health")
-                if resp.status == 200:
+                if resp.status == 200 and self._all_workers_booted():
                     self.worker_pid = self.stats()["pid"]
+                    self.workers = self.current_workers()
                     return
                 last = resp.status
             except OSError as exc:
@@ -275,9 +355,16 @@ class LiveServer:
             time.sleep(0.05)
         self.stop()
         raise ServerUnavailable(
-            f"{self.server_id} did not answer GET /health within {limit:.0f}s (last: {last!r}); "
+            f"{self.name} did not answer GET /health within {limit:.0f}s (last: {last!r}); "
             f"log:\n{self.log_since()[-3000:]}"
         )
+
+    def _all_workers_booted(self) -> bool:
+        """Every gunicorn worker has booted: none of their boot lines lands in a test's log."""
+        if self.expected_workers < 2:
+            return True
+        booted = self.log_since().count("Booting worker with pid")
+        return booted == self.expected_workers == len(self.current_workers())
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL whatever is left after a deadline."""
@@ -298,35 +385,40 @@ class LiveServer:
 
 
 class ServerPool:
-    """Servers started on first use, once per session, keyed by id."""
+    """Servers started on first use, once per session, keyed by server id and app."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.servers: dict[str, LiveServer] = {}
-        self.unavailable: dict[str, str] = {}
+        self.servers: dict[tuple[str, str], LiveServer] = {}
+        self.unavailable: dict[tuple[str, str], str] = {}
 
-    def get(self, server_id: str) -> LiveServer:
-        """The running server; raises :class:`ServerUnavailable` if it cannot run."""
-        if server_id in self.unavailable:
-            raise ServerUnavailable(self.unavailable[server_id])
-        server = self.servers.get(server_id)
+    def get(self, server_id: str, app: str = APP) -> LiveServer:
+        """The server running ``app``; raises :class:`ServerUnavailable` if it cannot run."""
+        key = (server_id, app)
+        if key in self.unavailable:
+            raise ServerUnavailable(self.unavailable[key])
+        server = self.servers.get(key)
         if server is not None:
             assert server.proc is not None
             status = server.proc.poll()
             if status is not None:
                 raise AssertionError(
-                    f"{server_id} died (status {status}); log tail:\n{server.log_since()[-3000:]}"
+                    f"{server.name} died (status {status}); log tail:\n{server.log_since()[-3000:]}"
                 )
             return server
-        server = LiveServer(server_id, self.log_dir / f"{server_id}.log")
+        server = LiveServer(server_id, Path(), app)
+        server.log_path = self.log_dir / f"{server.name}.log"
+        if server.expected_workers > 1:
+            server.state_dir = self.log_dir / f"{server.name}.state"
+            server.state_dir.mkdir()
         try:
             server.start()
         except BaseException as exc:
             server.stop()
             if isinstance(exc, ServerUnavailable):
-                self.unavailable[server_id] = str(exc)
+                self.unavailable[key] = str(exc)
             raise
-        self.servers[server_id] = server
+        self.servers[key] = server
         return server
 
     def stop_all(self) -> None:

@@ -10,7 +10,8 @@ gunicorn is not started here: the harness runs ``python -m gunicorn`` with
 here; the first line of stderr then says why, and the tests skip.
 
 The green servers are monkey-patched first thing, before anything else is
-imported, as their users do.
+imported, as their users do; the ``-unpatched`` ones are not patched at all
+(their listening socket is the green library's own socket class instead).
 """
 
 import sys
@@ -64,10 +65,29 @@ def serve(server_id, spec, fd):
         import eventlet.wsgi
 
         eventlet.wsgi.server(_listener(fd), _load(spec))
+    elif server_id == "eventlet-wsgi-unpatched":
+        try:
+            import eventlet.green.socket
+            import eventlet.wsgi
+        except ImportError as exc:
+            _cannot_import(server_id, exc)
+        # Unpatched, socket.socket is the OS's: the listener must be eventlet's
+        # green socket, or accept() would block the hub (eventlet.listen() does this).
+        listener = eventlet.green.socket.socket(fileno=fd)
+        eventlet.wsgi.server(listener, _load(spec))
     elif server_id == "gevent-pywsgi":
         from gevent.pywsgi import WSGIServer
 
         WSGIServer(_listener(fd), _load(spec)).serve_forever()
+    elif server_id == "gevent-pywsgi-unpatched":
+        try:
+            import gevent.socket
+            from gevent.pywsgi import WSGIServer
+        except ImportError as exc:
+            _cannot_import(server_id, exc)
+        # As gevent documents: the listener is a gevent socket. (Unpatched, a
+        # stdlib one stays blocking, and the server's accept loop blocks the hub.)
+        WSGIServer(gevent.socket.socket(fileno=fd), _load(spec)).serve_forever()
     elif server_id == "waitress":
         try:
             import waitress

@@ -1,12 +1,16 @@
-"""The WSGI application every live server runs (``tests.live.apps:app``).
+"""The WSGI application every live server runs by default (``tests.live.apps:app``).
 
-A plain WSGI app (``/health``, ``/hello``, ``/stats``, ``/last-close``, and a
-fallback that names the path it saw) wrapped by :class:`WebSocketMiddleware`
-with the test handlers below. State the tests read over HTTP lives in this
-process: gunicorn runs one worker, so every request sees the same state.
+A plain WSGI app (``/health``, ``/hello``, ``/last-close``, and a fallback that
+names the path it saw) wrapped by :class:`WebSocketMiddleware` with the test
+handlers below, and by :func:`~tests.live._instrument.instrument` (``/stats``).
+State the tests read over HTTP lives in this process (gunicorn runs one
+worker), or in the state directory the harness shares between the workers of
+``gunicorn-sync``.
 
-This module is imported after the launcher (or gunicorn's worker) has
-monkey-patched the process, so ``threading`` here may be green.
+This module is imported after the launcher (or gunicorn's worker) may have
+monkey-patched the process, so ``threading`` here may be green; on the
+unpatched green servers it is not, and the handlers start greenlets instead
+(:func:`~tests.live._instrument.spawn`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 import zlib
 from typing import Any
@@ -23,6 +26,7 @@ from urllib.parse import parse_qs
 
 from wsgiws import ConnectionClosed, WebSocket, WebSocketMiddleware
 
+from ._instrument import Record, instrument, sleep, spawn
 from ._shared import duplex_message
 
 # What users do: let the library's log lines reach the server's output.
@@ -31,12 +35,6 @@ logging.basicConfig(
     stream=sys.stderr,
     format="%(levelname)s:%(name)s:%(message)s",
 )
-
-#: id -> how the ``/record`` connection with that id went.
-RECORDS: dict[str, dict[str, Any]] = {}
-_lock = threading.Lock()
-#: WSGI calls in progress, not counting ``/stats`` itself.
-_active = 0
 
 
 def _query(environ: dict[str, Any]) -> dict[str, str]:
@@ -68,8 +66,7 @@ def close(ws: WebSocket) -> None:
 
 def record(ws: WebSocket) -> None:
     """Echo, and record how the connection ended under ``?id=``."""
-    rec: dict[str, Any] = {"state": "open", "pid": os.getpid()}
-    RECORDS[_ws_query(ws)["id"]] = rec
+    rec = Record(_ws_query(ws)["id"], state="open", pid=os.getpid())
     try:
         while True:
             rec["state"] = "receiving"
@@ -85,13 +82,12 @@ def record(ws: WebSocket) -> None:
         rec.update(how=type(exc).__name__, detail=str(exc))
         raise
     finally:
-        rec["state"] = "ended"
-        rec["closed"] = ws.closed
-        rec["ended_at"] = time.time()
+        # One update, saved once (gunicorn-sync): a reader that sees "ended" sees the rest.
+        rec.update(closed=ws.closed, ended_at=time.time(), state="ended")
 
 
 def duplex(ws: WebSocket) -> None:
-    """A second thread sends ``?n=`` messages while this one receives ``n``.
+    """A second thread (greenlet) sends ``?n=`` messages while this one receives ``n``.
 
     Then sends one summary text: ``"ok"`` or what went wrong on the receiving
     side (lost, reordered, corrupted messages).
@@ -106,8 +102,7 @@ def duplex(ws: WebSocket) -> None:
         except Exception as exc:
             errors.append(f"sender: {exc!r}")
 
-    thread = threading.Thread(target=sender, name="duplex-sender")
-    thread.start()
+    join = spawn(sender, "duplex-sender")
     received = 0
     try:
         for i in range(n):
@@ -120,7 +115,7 @@ def duplex(ws: WebSocket) -> None:
                 errors.append(f"message {i} differs: crc {zlib.crc32(_b(message)):08x}")
                 break
     finally:
-        thread.join()
+        join()
     ws.send("ok" if not errors else "; ".join(errors))
     for _ in ws:  # wait for the client's close
         pass
@@ -128,22 +123,20 @@ def duplex(ws: WebSocket) -> None:
 
 def push(ws: WebSocket) -> None:
     """Only send (server push), never receive, until the connection ends; record how (``?id=``)."""
-    rec: dict[str, Any] = {"state": "pushing", "sent": 0}
-    RECORDS[_ws_query(ws)["id"]] = rec
+    rec = Record(_ws_query(ws)["id"], state="pushing", sent=0)
     try:
         while True:
             ws.send(f"push {rec['sent']}")
             rec["sent"] += 1
-            time.sleep(0.002)
+            sleep(0.002)
     except ConnectionClosed as exc:
         rec.update(how="ConnectionClosed", code=exc.code, reason=exc.reason)
     except BaseException as exc:
         rec.update(how=type(exc).__name__, detail=str(exc))
         raise
     finally:
-        rec["state"] = "ended"
-        rec["closed"] = ws.closed
-        rec["ended_at"] = time.time()
+        # One update, saved once (gunicorn-sync): a reader that sees "ended" sees the rest.
+        rec.update(closed=ws.closed, ended_at=time.time(), state="ended")
 
 
 def _b(message: str | bytes) -> bytes:
@@ -163,20 +156,6 @@ HANDLERS = {
 # -- the plain WSGI app -----------------------------------------------------------
 
 
-def _fd_count() -> int:
-    return len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
-
-
-def _greenlet_count() -> int | None:
-    if "greenlet" not in sys.modules:
-        return None
-    import gc
-
-    import greenlet
-
-    return sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead)
-
-
 def _respond(start_response: Any, status: str, body: str | bytes, ctype: str) -> list[bytes]:
     data = body.encode() if isinstance(body, str) else body
     start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(data)))])
@@ -189,18 +168,8 @@ def plain_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         return _respond(start_response, "200 OK", "ok\n", "text/plain")
     if path == "/hello":
         return _respond(start_response, "200 OK", "hello from the app\n", "text/plain")
-    if path == "/stats":
-        stats = {
-            "pid": os.getpid(),
-            "fds": _fd_count(),
-            "threads": threading.active_count(),
-            "greenlets": _greenlet_count(),
-            "active": _active,
-            "server": environ.get("SERVER_SOFTWARE"),
-        }
-        return _respond(start_response, "200 OK", json.dumps(stats), "application/json")
     if path == "/last-close":
-        rec = RECORDS.get(_query(environ).get("id", ""))
+        rec = Record.find(_query(environ).get("id", ""))
         if rec is None:
             return _respond(start_response, "404 Not Found", "null", "application/json")
         return _respond(start_response, "200 OK", json.dumps(rec), "application/json")
@@ -212,17 +181,4 @@ ws_app = WebSocketMiddleware(plain_app, HANDLERS, max_message_size=None)
 # A second middleware in front, with a short close timeout, for the test of a
 # client that never answers our Close (the first one keeps the default, 5 s).
 ws_app = WebSocketMiddleware(ws_app, {"/close-quick": close}, close_timeout=1.0)
-
-
-def app(environ: dict[str, Any], start_response: Any) -> Any:
-    """Count the WSGI calls in progress (``/stats`` reads the count)."""
-    global _active
-    if environ.get("PATH_INFO") == "/stats":
-        return ws_app(environ, start_response)
-    with _lock:
-        _active += 1
-    try:
-        return ws_app(environ, start_response)
-    finally:
-        with _lock:
-            _active -= 1
+app = instrument(ws_app)

@@ -1,12 +1,15 @@
-"""Fixtures of the live tier: one subprocess per server id, started once per session.
+"""Fixtures of the live tier: one subprocess per server id and app, started once per session.
 
 ``server`` is parametrised over the servers wsgiws supports,
-``unsupported_server`` over the ones that must answer 501. Either hands the
-test a :class:`LiveTest`: the running server plus the log slice written
-during this test. After the test the fixture waits (bounded) until the server
-has no request in progress, checks that the worker process is the same one,
-and fails the test if the slice holds a traceback or an error line, except
-lines the test declared with :meth:`LiveTest.allow_errors`.
+``unsupported_server`` over the ones that must answer 501, ``sync_server``
+over gunicorn's sync worker, all running ``tests.live.apps:app``;
+``framework_server`` over every framework app (``tests/live/frameworks``) on
+every supported server and gunicorn-sync. Each hands the test a
+:class:`LiveTest`: the running server plus the log slice written during this
+test. After the test the fixture waits (bounded) until the server has no
+request in progress, checks that the worker processes are the same ones, and
+fails the test if the slice holds a traceback or an error line, except lines
+the test declared with :meth:`LiveTest.allow_errors`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ from typing import Any
 import pytest
 
 from ._harness import (
+    APP,
+    FRAMEWORK_SERVERS,
+    FRAMEWORKS,
     SUPPORTED,
+    SYNC,
     UNSUPPORTED,
     LiveServer,
     ServerPool,
@@ -42,6 +49,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("server", SUPPORTED, indirect=True)
     if "unsupported_server" in metafunc.fixturenames:
         metafunc.parametrize("unsupported_server", UNSUPPORTED, indirect=True)
+    if "sync_server" in metafunc.fixturenames:
+        metafunc.parametrize("sync_server", [SYNC], indirect=True)
+    if "framework_server" in metafunc.fixturenames:
+        pairs = [(fw, sid) for fw in FRAMEWORKS for sid in FRAMEWORK_SERVERS]
+        ids = [f"{fw}-{sid}" for fw, sid in pairs]
+        metafunc.parametrize("framework_server", pairs, ids=ids, indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +69,10 @@ def server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool
 class LiveTest:
     """A running server, seen from one test."""
 
-    def __init__(self, server: LiveServer) -> None:
+    def __init__(self, server: LiveServer, framework: str | None = None) -> None:
         self.server = server
+        #: The framework app's name (``flask``...), None for the default app.
+        self.framework = framework
         self.start_mark = server.mark()
         self.allowed: list[re.Pattern[str]] = []
 
@@ -90,24 +105,31 @@ class LiveTest:
             stats = self.server.stats()
             return stats if stats["active"] == 0 else None
 
-        return wait_for(idle, 20, f"{self.id} to finish every request of the test")  # type: ignore[no-any-return]
+        return wait_for(idle, 20, f"{self.server.name} to finish every request of the test")  # type: ignore[no-any-return]
 
 
-def _live(request: pytest.FixtureRequest, pool: ServerPool) -> Iterator[LiveTest]:
-    server_id = request.param
+def _live(
+    pool: ServerPool, server_id: str, app: str = APP, framework: str | None = None
+) -> Iterator[LiveTest]:
     try:
-        server = pool.get(server_id)
+        server = pool.get(server_id, app)
     except ServerUnavailable as exc:
-        pytest.skip(f"{server_id} cannot run here: {exc}")
-    live = LiveTest(server)
+        pytest.skip(f"{server_id} cannot run {app} here: {exc}")
+    live = LiveTest(server, framework)
     yield live
     stats = live.settle()
-    assert stats["pid"] == server.worker_pid, (
-        f"{server_id}: the worker changed from pid {server.worker_pid} to {stats['pid']}"
+    name = server.name
+    if len(server.workers) == 1:
+        assert stats["pid"] == server.worker_pid, (
+            f"{name}: the worker changed from pid {server.worker_pid} to {stats['pid']}"
+        )
+    workers = server.current_workers()
+    assert workers == server.workers, (
+        f"{name}: the worker processes changed from {sorted(server.workers)} to {sorted(workers)}"
     )
     errors = live.unexpected_errors()
     assert not errors, (
-        f"{server_id} logged errors during the test:\n"
+        f"{name} logged errors during the test:\n"
         + "\n".join(errors)
         + "\n--- log slice ---\n"
         + live.log()[-5000:]
@@ -116,11 +138,22 @@ def _live(request: pytest.FixtureRequest, pool: ServerPool) -> Iterator[LiveTest
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest, server_pool: ServerPool) -> Iterator[LiveTest]:
-    yield from _live(request, server_pool)
+    yield from _live(server_pool, request.param)
 
 
 @pytest.fixture
 def unsupported_server(
     request: pytest.FixtureRequest, server_pool: ServerPool
 ) -> Iterator[LiveTest]:
-    yield from _live(request, server_pool)
+    yield from _live(server_pool, request.param)
+
+
+@pytest.fixture
+def sync_server(request: pytest.FixtureRequest, server_pool: ServerPool) -> Iterator[LiveTest]:
+    yield from _live(server_pool, request.param)
+
+
+@pytest.fixture
+def framework_server(request: pytest.FixtureRequest, server_pool: ServerPool) -> Iterator[LiveTest]:
+    framework, server_id = request.param
+    yield from _live(server_pool, server_id, FRAMEWORKS[framework], framework)

@@ -57,3 +57,22 @@ def test_frames_round_trip():
     assert len(frame(TEXT, b"x" * 126)) == 2 + 2 + 4 + 126
     assert len(frame(TEXT, b"x" * 65536)) == 2 + 8 + 4 + 65536
     assert Frame(True, CLOSE, b"\x0f\xa0bye").close_code == 4000
+
+
+#: Whether each green server's process is monkey-patched, and the green library
+#: its app must spawn and sleep with (tests/live/_instrument.py).
+GREEN = {
+    "gunicorn-gevent": (True, None),
+    "gunicorn-eventlet": (True, None),
+    "gevent-pywsgi": (True, None),
+    "eventlet-wsgi": (True, None),
+    "gevent-pywsgi-unpatched": (False, "gevent"),
+    "eventlet-wsgi-unpatched": (False, "eventlet"),
+}
+
+
+def test_green_servers_are_patched_as_named(server):
+    """The launcher patches what it says it patches, and nothing else."""
+    stats = server.stats()
+    patched, green = GREEN.get(server.id, (None, None))  # None: no green library loaded
+    assert (stats["patched"], stats["green"]) == (patched, green), stats
