@@ -1,0 +1,1 @@
+"""Flask, Bottle and Pyramid apps wrapped by the middleware, run by the live servers."""
