@@ -46,6 +46,10 @@ class WebSocket:
     ``receive``/``send``/``close``/``ping`` block the calling thread or greenlet
     only. ``send`` may be called from any thread or greenlet, concurrently with
     ``receive`` in another; at most one ``receive`` runs at a time.
+
+    On gevent or eventlet without monkey-patching, "another thread" means
+    another greenlet of the same hub (``gevent.spawn``, ``eventlet.spawn``): the
+    socket and locks belong to that hub, and an OS thread must not use them.
     """
 
     def __init__(
