@@ -16,6 +16,11 @@ from ._harness import wait_for
 SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20]
 
 
+def size_id(size: int) -> str:
+    """A test id for a message size: bytes, or whole MiB from 1 MiB up."""
+    return f"{size >> 20}MiB" if size >= 1 << 20 else str(size)
+
+
 def payload(kind: str, size: int) -> str | bytes:
     """A message of ``size`` bytes on the wire: random bytes, or text with multi-byte characters."""
     if kind == "binary":

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-from urllib.parse import quote
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from tests.conftest import timeout
 
+from . import _scenarios
 from ._clients import new_id, wait_state, ws_connect
 from ._harness import wait_for
 from ._wire import CLOSE, RawClient
@@ -18,31 +18,11 @@ from ._wire import CLOSE, RawClient
 
 
 def test_client_close_code_reaches_handler_websockets(server):
-    cid = new_id()
-    with ws_connect(server, f"/record?id={cid}") as ws:
-        ws.send("hello")
-        assert ws.recv(timeout=timeout(10)) == "hello"
-        ws.close(4000, "bye")
-        assert ws.close_code == 4000  # the server echoed our code
-    rec = wait_state(server, cid, "ended")
-    assert (rec["how"], rec["code"], rec["reason"]) == ("ConnectionClosed", 4000, "bye")
+    _scenarios.client_close_reaches_handler_websockets(server, new_id())
 
 
 def test_client_close_code_reaches_handler_raw(server):
-    cid = new_id()
-    client = RawClient.connect(server.address, f"/record?id={cid}")
-    try:
-        client.send("hello")
-        assert client.recv_message() == "hello"
-        client.send_close(4000, "bye")
-        echo = client.recv_message()
-        assert not isinstance(echo, (str, bytes)), echo
-        assert echo.opcode == CLOSE and echo.close_code == 4000
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
-    rec = wait_state(server, cid, "ended")
-    assert (rec["how"], rec["code"], rec["reason"]) == ("ConnectionClosed", 4000, "bye")
+    _scenarios.client_close_reaches_handler_raw(server, new_id())
 
 
 @pytest.mark.parametrize("code", [1000, 1001])
@@ -52,51 +32,27 @@ def test_client_normal_close_ends_handler_loop_quietly(server, code):
         ws.send("hello")
         assert ws.recv(timeout=timeout(10)) == "hello"
         ws.close(code, "done")
-    rec = wait_state(server, cid, "ended")
-    assert (rec["how"], rec["code"], rec["reason"]) == ("end-of-stream", code, "done")
+    _scenarios.assert_handler_ended(server, cid, "end-of-stream", code, "done")
 
 
-@pytest.mark.parametrize(("code", "reason"), [(4001, "server bye"), (1011, ""), (3000, "é" * 60)])
+@pytest.mark.parametrize(("code", "reason"), _scenarios.SERVER_CLOSES)
 def test_server_close_code_reaches_client_websockets(server, code, reason):
-    path = f"/close?code={code}&reason={quote(reason)}"
-    with ws_connect(server, path) as ws, pytest.raises(ConnectionClosedError) as info:
-        ws.recv(timeout=timeout(10))
-    assert info.value.rcvd is not None
-    assert (info.value.rcvd.code, info.value.rcvd.reason) == (code, reason)
+    _scenarios.server_close_reaches_client(server, code, reason, ConnectionClosedError)
 
 
 def test_server_normal_close_reaches_client_websockets(server):
-    path = "/close?code=1000&reason=done"
-    with ws_connect(server, path) as ws, pytest.raises(ConnectionClosedOK) as info:
-        ws.recv(timeout=timeout(10))
-    assert info.value.rcvd is not None
-    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1000, "done")
+    _scenarios.server_close_reaches_client(server, 1000, "done", ConnectionClosedOK)
 
 
-@pytest.mark.parametrize(("code", "reason"), [(4001, "server bye"), (1000, "")])
+@pytest.mark.parametrize(("code", "reason"), _scenarios.SERVER_CLOSES_RAW)
 def test_server_close_code_reaches_client_raw(server, code, reason):
-    client = RawClient.connect(server.address, f"/close?code={code}&reason={quote(reason)}")
-    try:
-        closing = client.recv_message()
-        assert not isinstance(closing, (str, bytes)), closing
-        assert (closing.close_code, closing.close_reason) == (code, reason)
-        client.send_close(code, reason)
-        # Nothing after the server's Close frame: no further frame, no HTTP response.
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
+    # Nothing after the server's Close frame: no further frame, no HTTP response.
+    _scenarios.server_close_then_eof(server, _scenarios.close_path(code, reason), code, reason)
 
 
 def test_nothing_after_close_when_client_never_answers(server):
     """The server gives up waiting for our Close (its close timeout) and closes TCP, silently."""
-    client = RawClient.connect(server.address, "/close-quick?code=4002&reason=no%20answer")
-    try:
-        closing = client.recv_message()
-        assert not isinstance(closing, (str, bytes)), closing
-        assert closing.close_code == 4002
-        assert client.read_until_eof(seconds=30) == b""
-    finally:
-        client.close()
+    _scenarios.nothing_after_unanswered_close(server)
 
 
 def test_nothing_after_close_echo_raw(server):
@@ -143,15 +99,7 @@ def test_handler_exception_gives_1011_websockets(server):
 
 def test_handler_exception_gives_1011_raw(server):
     marker = new_id()
-    client = RawClient.connect(server.address, f"/fail?marker={marker}")
-    try:
-        closing = client.recv_message()
-        assert not isinstance(closing, (str, bytes)), closing
-        assert closing.close_code == 1011
-        client.send_close(1011)
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
+    _scenarios.server_close_then_eof(server, f"/fail?marker={marker}", 1011)
     _expect_handler_traceback(server, marker)
 
 

@@ -6,9 +6,10 @@ import threading
 
 from tests.conftest import timeout
 
+from . import _scenarios
 from ._clients import ws_connect
 from ._shared import duplex_message
-from ._wire import CLOSE, RawClient
+from ._wire import RawClient
 
 N = 1000
 
@@ -57,11 +58,7 @@ def test_duplex_raw(server):
         summary = client.recv_message()
         thread.join(timeout(30))
         assert not thread.is_alive(), "the client's sender did not finish"
-        client.send_close(1000)
-        closing = client.recv_message()
-        assert not isinstance(closing, (str, bytes)), closing
-        assert closing.opcode == CLOSE and closing.close_code == 1000
-        assert client.read_until_eof() == b""
+        _scenarios.close_cleanly(client)
     finally:
         client.close()
     assert not errors, errors

@@ -4,62 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import timeout
-
-from ._clients import SIZES, payload, ws_connect
-from ._wire import BINARY, CLOSE, TEXT, RawClient, frame
-
-
-def _size_id(size: int) -> str:
-    return f"{size >> 20}MiB" if size >= 1 << 20 else str(size)
+from . import _scenarios
+from ._clients import SIZES, payload, size_id
+from ._wire import TEXT, RawClient, frame
 
 
-@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+@pytest.mark.parametrize("size", SIZES, ids=size_id)
 @pytest.mark.parametrize("kind", ["text", "binary"])
 def test_echo_websockets_client(server, kind, size):
-    message = payload(kind, size)
-    with ws_connect(server, "/echo") as ws:
-        ws.send(message)
-        echoed = ws.recv(timeout=timeout(60))
-        assert type(echoed) is type(message)
-        assert len(echoed) == len(message)
-        assert echoed == message
+    _scenarios.echo_websockets_client(server, "/echo", payload(kind, size), seconds=60)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+@pytest.mark.parametrize("size", SIZES, ids=size_id)
 @pytest.mark.parametrize("kind", ["text", "binary"])
 def test_echo_raw_socket(server, kind, size):
-    message = payload(kind, size)
-    client = RawClient.connect(server.address, "/echo")
-    try:
-        client.send(message)
-        echoed = client.recv_message()
-        assert type(echoed) is type(message)
-        assert len(echoed) == len(message)
-        assert echoed == message
-        client.send_close(1000)
-        closing = client.recv_message()
-        assert not isinstance(closing, (str, bytes))
-        assert closing.opcode == CLOSE and closing.close_code == 1000
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
+    _scenarios.echo_raw_socket(server, "/echo", payload(kind, size))
 
 
 def test_pipelined_first_frame(server):
     """The handshake and the first frames leave in one sendall: none may be lost."""
-    early = frame(TEXT, "pipelined é".encode()) + frame(BINARY, b"\x00\xff" * 100)
-    client = RawClient.connect(server.address, "/echo", early=early)
-    try:
-        assert client.recv_message() == "pipelined é"
-        assert client.recv_message() == b"\x00\xff" * 100
-        client.send("after")
-        assert client.recv_message() == "after"
-        client.send_close(1000)
-        assert client.recv_message().close_code == 1000
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
+    _scenarios.pipelined_first_frame(server, "/echo")
 
 
 def test_pipelined_first_frame_only(server):
@@ -67,8 +31,6 @@ def test_pipelined_first_frame_only(server):
     client = RawClient.connect(server.address, "/echo", early=frame(TEXT, b"alone"))
     try:
         assert client.recv_message() == "alone"
-        client.send_close(1000)
-        assert client.recv_message().close_code == 1000
-        assert client.read_until_eof() == b""
+        _scenarios.close_cleanly(client)
     finally:
         client.close()

@@ -13,16 +13,9 @@ import pytest
 from tests.conftest import timeout
 
 from ._clients import new_id, wait_state, ws_connect
+from ._scenarios import assert_handler_ended, close_cleanly
 from ._wire import BINARY, CLOSE, CONT, PING, PONG, TEXT, RawClient, accept_for, frame, new_key
 from ._wire import handshake_request as handshake
-
-
-def _close_cleanly(client: RawClient) -> None:
-    client.send_close(1000)
-    closing = client.recv_message()
-    assert not isinstance(closing, (str, bytes)), closing
-    assert closing.opcode == CLOSE and closing.close_code == 1000
-    assert client.read_until_eof() == b""
 
 
 def test_ping_answered_while_handler_receives(server):
@@ -33,7 +26,7 @@ def test_ping_answered_while_handler_receives(server):
         assert (pong.opcode, pong.payload) == (PONG, b"are you there")
         client.send("still echoing")
         assert client.recv_message() == "still echoing"
-        _close_cleanly(client)
+        close_cleanly(client)
     finally:
         client.close()
 
@@ -51,7 +44,7 @@ def test_fragmented_message_with_ping_between(server):
         client.send_frame(BINARY, b"\x01", fin=False)
         client.send_frame(CONT, b"\x02", fin=True)
         assert client.recv_message() == b"\x01\x02"
-        _close_cleanly(client)
+        close_cleanly(client)
     finally:
         client.close()
 
@@ -63,7 +56,7 @@ def test_pipelined_large_first_message(server, size):
     client = RawClient.connect(server.address, "/echo", early=frame(BINARY, message))
     try:
         assert client.recv_message() == message
-        _close_cleanly(client)
+        close_cleanly(client)
     finally:
         client.close()
 
@@ -75,7 +68,7 @@ def test_pipelined_partial_frame(server):
     try:
         client.sock.sendall(data[9:])
         assert client.recv_message() == "split across the handshake"
-        _close_cleanly(client)
+        close_cleanly(client)
     finally:
         client.close()
 
@@ -104,7 +97,7 @@ def test_handshake_after_keepalive_request(server):
         assert client.headers["sec-websocket-accept"] == accept_for(key)
         client.send("on a reused connection")
         assert client.recv_message() == "on a reused connection"
-        _close_cleanly(client)
+        close_cleanly(client)
     finally:
         sock.close()
 
@@ -159,8 +152,7 @@ def test_push_handler_sees_client_close_websockets(server):
             assert ws.recv(timeout=timeout(10)) == f"push {i}"
         ws.close(4000, "stop")
         assert ws.close_code == 4000
-    rec = wait_state(server, cid, "ended")
-    assert (rec["how"], rec["code"], rec["reason"]) == ("ConnectionClosed", 4000, "stop"), rec
+    assert_handler_ended(server, cid, "ConnectionClosed", 4000, "stop")
 
 
 def test_push_handler_answers_ping_and_close_raw(server):
@@ -185,8 +177,7 @@ def test_push_handler_answers_ping_and_close_raw(server):
         assert client.read_until_eof() == b""
     finally:
         client.close()
-    rec = wait_state(server, cid, "ended")
-    assert (rec["how"], rec["code"], rec["reason"]) == ("ConnectionClosed", 4000, "stop"), rec
+    assert_handler_ended(server, cid, "ConnectionClosed", 4000, "stop")
 
 
 @pytest.mark.parametrize("how", ["fin", "reset"])
@@ -216,6 +207,6 @@ def test_browser_style_handshakes(server, extra):
         assert "sec-websocket-extensions" not in client.headers, client.headers
         client.send("hi")
         assert client.recv_message() == "hi"
-        _close_cleanly(client)
+        close_cleanly(client)
     finally:
         client.close()

@@ -16,8 +16,8 @@ import pytest
 
 from tests.conftest import timeout
 
+from . import _scenarios
 from ._clients import ws_connect
-from ._wire import BINARY, CLOSE, TEXT, RawClient, frame
 
 #: A line of each framework's own 404 page (http.client sends no Accept header).
 NOT_FOUND = {
@@ -34,14 +34,19 @@ def _check_framework_response(server, resp, status: int, ctype: str) -> None:
     assert int(resp.headers["content-length"]) == len(resp.body), resp.headers
 
 
-def _check_routes(server) -> None:
-    """The framework's ordinary routes, as a quick round (during and after a WebSocket)."""
-    resp = server.get("/items/7")
+def _check_item_and_404(server, item: int, missing: str) -> None:
+    """``/items/<item>`` answers its JSON; ``missing`` gets the framework's own 404."""
+    resp = server.get(f"/items/{item}")
     _check_framework_response(server, resp, 200, "application/json")
-    assert resp.json() == {"framework": server.framework, "item": 7, "type": "int"}
-    resp = server.get("/nope")
+    assert resp.json() == {"framework": server.framework, "item": item, "type": "int"}
+    resp = server.get(missing)
     _check_framework_response(server, resp, 404, "text/")
     assert NOT_FOUND[server.framework] in resp.text, resp.text
+
+
+def _check_routes(server) -> None:
+    """The framework's ordinary routes, as a quick round (during and after a WebSocket)."""
+    _check_item_and_404(server, 7, "/nope")
 
 
 # -- ordinary HTTP ------------------------------------------------------------------
@@ -55,14 +60,8 @@ def test_health_route(framework_server):
 
 
 def test_json_route_with_url_converter(framework_server):
-    server = framework_server
-    resp = server.get("/items/42")
-    _check_framework_response(server, resp, 200, "application/json")
-    assert resp.json() == {"framework": server.framework, "item": 42, "type": "int"}
     # The route's converter (int, \d+) refuses a word: the framework's 404.
-    resp = server.get("/items/forty-two")
-    _check_framework_response(server, resp, 404, "text/")
-    assert NOT_FOUND[server.framework] in resp.text, resp.text
+    _check_item_and_404(framework_server, 42, "/items/forty-two")
 
 
 def test_post_json_body_round_trip(framework_server):
@@ -115,20 +114,7 @@ def test_websocket_echo(framework_server, kind):
 
 def test_websocket_pipelined_first_frame(framework_server):
     """The handshake and the first frames in one sendall: none may be lost."""
-    early = frame(TEXT, "pipelined é".encode()) + frame(BINARY, b"\x00\xff" * 100)
-    client = RawClient.connect(framework_server.address, "/ws/echo", early=early)
-    try:
-        assert client.recv_message() == "pipelined é"
-        assert client.recv_message() == b"\x00\xff" * 100
-        client.send("after")
-        assert client.recv_message() == "after"
-        client.send_close(1000)
-        closing = client.recv_message()
-        assert not isinstance(closing, (str, bytes)), closing
-        assert closing.opcode == CLOSE and closing.close_code == 1000
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
+    _scenarios.pipelined_first_frame(framework_server, "/ws/echo")
 
 
 def test_websocket_handler_reads_query_and_cookie(framework_server):

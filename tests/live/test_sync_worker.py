@@ -20,14 +20,15 @@ workers are the same processes afterwards: a worker killed by the timeout
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from tests.conftest import timeout
 
-from ._clients import new_id, payload, wait_state, ws_connect
+from . import _scenarios
+from ._clients import SIZES as ALL_SIZES
+from ._clients import new_id, payload, size_id, ws_connect
 from ._harness import (
     SYNC_TIMEOUT,
     SYNC_TIMEOUT_SECONDS,
@@ -38,131 +39,57 @@ from ._harness import (
     wait_for,
 )
 from ._shared import duplex_message
-from ._wire import BINARY, CLOSE, TEXT, RawClient, frame
+from ._wire import CLOSE, RawClient
 
 #: Up to 1 MiB: every frame-length encoding and its edges.
-SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20]
+SIZES = [size for size in ALL_SIZES if size <= 1 << 20]
 
 #: The library's warning, once per worker process, on its first WebSocket.
 CAVEAT = "WARNING:wsgiws:gunicorn's sync worker holds one connection per worker"
 
 
-def _size_id(size: int) -> str:
-    return "1MiB" if size == 1 << 20 else str(size)
-
-
-@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+@pytest.mark.parametrize("size", SIZES, ids=size_id)
 @pytest.mark.parametrize("kind", ["text", "binary"])
 def test_echo_websockets_client(sync_server, kind, size):
-    message = payload(kind, size)
-    with ws_connect(sync_server, "/echo") as ws:
-        ws.send(message)
-        echoed = ws.recv(timeout=timeout(30))
-    assert type(echoed) is type(message)
-    assert echoed == message
+    _scenarios.echo_websockets_client(sync_server, "/echo", payload(kind, size), seconds=30)
 
 
 @pytest.mark.parametrize("kind", ["text", "binary"])
 def test_echo_raw_socket_1mib(sync_server, kind):
-    message = payload(kind, 1 << 20)
-    client = RawClient.connect(sync_server.address, "/echo")
-    try:
-        client.send(message)
-        assert client.recv_message() == message
-        client.send_close(1000)
-        closing = client.recv_message()
-        assert not isinstance(closing, (str, bytes)), closing
-        assert closing.opcode == CLOSE and closing.close_code == 1000
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
+    _scenarios.echo_raw_socket(sync_server, "/echo", payload(kind, 1 << 20))
 
 
 def test_pipelined_first_frame(sync_server):
     """The handshake and the first frames in one sendall: gunicorn's parser read them too."""
-    early = frame(TEXT, "pipelined é".encode()) + frame(BINARY, b"\x00\xff" * 100)
-    client = RawClient.connect(sync_server.address, "/echo", early=early)
-    try:
-        assert client.recv_message() == "pipelined é"
-        assert client.recv_message() == b"\x00\xff" * 100
-        client.send("after")
-        assert client.recv_message() == "after"
-        client.send_close(1000)
-        assert client.recv_message().close_code == 1000
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
+    _scenarios.pipelined_first_frame(sync_server, "/echo")
 
 
 def test_client_close_4000_reaches_handler_websockets(sync_server):
-    cid = new_id()
-    with ws_connect(sync_server, f"/record?id={cid}") as ws:
-        ws.send("hello")
-        assert ws.recv(timeout=timeout(10)) == "hello"
-        ws.close(4000, "bye")
-        assert ws.close_code == 4000  # the server echoed our code
-    rec = wait_state(sync_server, cid, "ended")
-    assert (rec["how"], rec["code"], rec["reason"]) == ("ConnectionClosed", 4000, "bye"), rec
+    _scenarios.client_close_reaches_handler_websockets(sync_server, new_id())
 
 
 def test_client_close_4000_raw(sync_server):
-    cid = new_id()
-    client = RawClient.connect(sync_server.address, f"/record?id={cid}")
-    try:
-        client.send("hello")
-        assert client.recv_message() == "hello"
-        client.send_close(4000, "bye")
-        echo = client.recv_message()
-        assert not isinstance(echo, (str, bytes)), echo
-        assert (echo.opcode, echo.close_code, echo.close_reason) == (CLOSE, 4000, "bye")
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
-    rec = wait_state(sync_server, cid, "ended")
-    assert (rec["how"], rec["code"], rec["reason"]) == ("ConnectionClosed", 4000, "bye"), rec
+    _scenarios.client_close_reaches_handler_raw(sync_server, new_id())
 
 
-@pytest.mark.parametrize(("code", "reason"), [(4001, "server bye"), (1011, ""), (3000, "é" * 60)])
+@pytest.mark.parametrize(("code", "reason"), _scenarios.SERVER_CLOSES)
 def test_server_close_code_reaches_client(sync_server, code, reason):
-    path = f"/close?code={code}&reason={quote(reason)}"
-    with ws_connect(sync_server, path) as ws, pytest.raises(ConnectionClosedError) as info:
-        ws.recv(timeout=timeout(10))
-    assert info.value.rcvd is not None
-    assert (info.value.rcvd.code, info.value.rcvd.reason) == (code, reason)
+    _scenarios.server_close_reaches_client(sync_server, code, reason, ConnectionClosedError)
 
 
 def test_server_normal_close_reaches_client(sync_server):
-    path = "/close?code=1000&reason=done"
-    with ws_connect(sync_server, path) as ws, pytest.raises(ConnectionClosedOK) as info:
-        ws.recv(timeout=timeout(10))
-    assert info.value.rcvd is not None
-    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1000, "done")
+    _scenarios.server_close_reaches_client(sync_server, 1000, "done", ConnectionClosedOK)
 
 
-@pytest.mark.parametrize(("code", "reason"), [(4001, "server bye"), (1000, "")])
+@pytest.mark.parametrize(("code", "reason"), _scenarios.SERVER_CLOSES_RAW)
 def test_nothing_after_server_close_then_eof(sync_server, code, reason):
     """After the server's Close frame: no frame, no HTTP response from gunicorn, then EOF."""
-    client = RawClient.connect(sync_server.address, f"/close?code={code}&reason={quote(reason)}")
-    try:
-        closing = client.recv_message()
-        assert not isinstance(closing, (str, bytes)), closing
-        assert (closing.close_code, closing.close_reason) == (code, reason)
-        client.send_close(code, reason)
-        assert client.read_until_eof() == b""
-    finally:
-        client.close()
+    _scenarios.server_close_then_eof(sync_server, _scenarios.close_path(code, reason), code, reason)
 
 
 def test_nothing_after_close_when_client_never_answers(sync_server):
     """The close timeout (1 s on this path) ends it: the Close frame, then EOF, nothing else."""
-    client = RawClient.connect(sync_server.address, "/close-quick?code=4002&reason=no%20answer")
-    try:
-        closing = client.recv_message()
-        assert not isinstance(closing, (str, bytes)), closing
-        assert closing.close_code == 4002
-        assert client.read_until_eof(seconds=30) == b""
-    finally:
-        client.close()
+    _scenarios.nothing_after_unanswered_close(sync_server)
 
 
 def test_duplex_second_thread_sends(sync_server):
