@@ -21,6 +21,8 @@ import os
 import sys
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -48,6 +50,22 @@ def _ws_query(ws: WebSocket) -> dict[str, str]:
 # -- WebSocket handlers ---------------------------------------------------------
 
 
+@contextmanager
+def _recording_end(rec: Record, ws: WebSocket) -> Iterator[None]:
+    """Record in ``rec`` how the handler's body ended: ConnectionClosed (kept quiet), or
+    another exception (re-raised); then, in any case, ``state="ended"``."""
+    try:
+        yield
+    except ConnectionClosed as exc:
+        rec.update(how="ConnectionClosed", code=exc.code, reason=exc.reason)
+    except BaseException as exc:
+        rec.update(how=type(exc).__name__, detail=str(exc))
+        raise
+    finally:
+        # One update, saved once (gunicorn-sync): a reader that sees "ended" sees the rest.
+        rec.update(closed=ws.closed, ended_at=time.time(), state="ended")
+
+
 def echo(ws: WebSocket) -> None:
     for message in ws:
         ws.send(message)
@@ -67,7 +85,7 @@ def close(ws: WebSocket) -> None:
 def record(ws: WebSocket) -> None:
     """Echo, and record how the connection ended under ``?id=``."""
     rec = Record(_ws_query(ws)["id"], state="open", pid=os.getpid())
-    try:
+    with _recording_end(rec, ws):
         while True:
             rec["state"] = "receiving"
             message = ws.receive()
@@ -76,14 +94,6 @@ def record(ws: WebSocket) -> None:
                 break
             rec["state"] = "sending"
             ws.send(message)
-    except ConnectionClosed as exc:
-        rec.update(how="ConnectionClosed", code=exc.code, reason=exc.reason)
-    except BaseException as exc:
-        rec.update(how=type(exc).__name__, detail=str(exc))
-        raise
-    finally:
-        # One update, saved once (gunicorn-sync): a reader that sees "ended" sees the rest.
-        rec.update(closed=ws.closed, ended_at=time.time(), state="ended")
 
 
 def duplex(ws: WebSocket) -> None:
@@ -124,19 +134,11 @@ def duplex(ws: WebSocket) -> None:
 def push(ws: WebSocket) -> None:
     """Only send (server push), never receive, until the connection ends; record how (``?id=``)."""
     rec = Record(_ws_query(ws)["id"], state="pushing", sent=0)
-    try:
+    with _recording_end(rec, ws):
         while True:
             ws.send(f"push {rec['sent']}")
             rec["sent"] += 1
             sleep(0.002)
-    except ConnectionClosed as exc:
-        rec.update(how="ConnectionClosed", code=exc.code, reason=exc.reason)
-    except BaseException as exc:
-        rec.update(how=type(exc).__name__, detail=str(exc))
-        raise
-    finally:
-        # One update, saved once (gunicorn-sync): a reader that sees "ended" sees the rest.
-        rec.update(closed=ws.closed, ended_at=time.time(), state="ended")
 
 
 def _b(message: str | bytes) -> bytes:
