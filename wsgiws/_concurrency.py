@@ -44,16 +44,12 @@ class Lock(Protocol):
 
 
 class Kit(Protocol):
-    name: str
-
     def lock(self) -> Lock: ...
 
     def waiter(self, sock: socket.socket) -> Waiter: ...
 
 
 class _Threads:
-    name = "threads"
-
     def lock(self) -> Lock:
         return threading.Lock()
 
@@ -96,8 +92,6 @@ def _green_waiter(
 
 
 class _Gevent:
-    name = "gevent"
-
     def lock(self) -> Lock:
         import gevent.lock
 
@@ -115,8 +109,6 @@ class _Gevent:
 
 
 class _Eventlet:
-    name = "eventlet"
-
     def lock(self) -> Lock:
         import eventlet.semaphore
 

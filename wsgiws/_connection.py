@@ -75,11 +75,15 @@ class WebSocket:
         #: The subprotocol agreed in the handshake, or None.
         self.subprotocol = subprotocol
 
-    def _start(self, data: bytes) -> None:
-        """Take the bytes the server read past the request headers (early frames)."""
-        if data:
+    def _start(self, response: bytes, early: bytes) -> None:
+        """Write the handshake response, then take the bytes the server read past
+        the request headers (early frames). Raises :class:`ConnectionClosed` if the
+        client is already gone."""
+        with self._send_lock:
+            self._sendall(response)
+        if early:
             with self._read_lock:
-                self._feed(data)
+                self._feed(early)
 
     # -- attributes -------------------------------------------------------------
 

@@ -131,14 +131,13 @@ class WebSocketMiddleware:
         )
         environ["wsgiws.connection"] = ws
         try:
-            transport.sock.sendall(response.response_bytes())
-        except OSError as exc:
+            ws._start(response.response_bytes(), transport.buffered)
+        except ConnectionClosed as exc:
             log.debug("WebSocket %s: client gone before the 101: %s", request.path_info, exc)
             ws._finish()
             return adapter.finish(environ, start_response, list(response.headers))
         code = 1000
         try:
-            ws._start(transport.buffered)
             handler(ws)
         except ConnectionClosed as exc:
             # The peer went away or closed while the handler was using the

@@ -42,7 +42,7 @@ def test_receive_text_and_binary(pair: tuple[WebSocket, Peer]) -> None:
 
 def test_early_bytes_are_delivered_first(pair: tuple[WebSocket, Peer]) -> None:
     ws, peer = pair
-    ws._start(mask_frame(0x1, b"early") + mask_frame(0x9, b"p"))
+    ws._start(b"", mask_frame(0x1, b"early") + mask_frame(0x9, b"p"))
     peer.send("later")
     assert ws.receive() == "early"
     assert ws.receive() == "later"
