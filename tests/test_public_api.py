@@ -9,9 +9,14 @@ import pkgutil
 import wsgiws
 
 PUBLIC = {
+    "Accept",
+    "AcceptHook",
     "ConnectionClosed",
+    "Deflate",
+    "Endpoint",
     "Handler",
     "HandshakeError",
+    "Reject",
     "UnsupportedServer",
     "WebSocket",
     "WebSocketError",
@@ -29,7 +34,7 @@ def test_all_is_the_agreed_surface() -> None:
 
 def test_public_names_are_documented() -> None:
     for name in wsgiws.__all__:
-        if name.startswith("__") or name == "Handler":
+        if name.startswith("__") or name in ("Handler", "AcceptHook"):  # type aliases
             continue
         assert getattr(wsgiws, name).__doc__, f"{name} has no docstring"
 
@@ -44,7 +49,7 @@ def test_every_module_is_private() -> None:
 
 
 def test_exceptions_share_one_root() -> None:
-    for name in ("ConnectionClosed", "HandshakeError", "UnsupportedServer"):
+    for name in ("ConnectionClosed", "HandshakeError", "Reject", "UnsupportedServer"):
         assert issubclass(getattr(wsgiws, name), wsgiws.WebSocketError)
     assert issubclass(wsgiws.WebSocketError, Exception)
 

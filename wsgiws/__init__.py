@@ -16,15 +16,27 @@ Everything public is named in ``__all__``; the modules are private.
 from __future__ import annotations
 
 from ._connection import WebSocket
-from ._exceptions import ConnectionClosed, HandshakeError, UnsupportedServer, WebSocketError
-from ._middleware import Handler, WebSocketMiddleware
+from ._deflate import Deflate
+from ._exceptions import (
+    ConnectionClosed,
+    HandshakeError,
+    Reject,
+    UnsupportedServer,
+    WebSocketError,
+)
+from ._middleware import Accept, AcceptHook, Endpoint, Handler, WebSocketMiddleware
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Accept",
+    "AcceptHook",
     "ConnectionClosed",
+    "Deflate",
+    "Endpoint",
     "Handler",
     "HandshakeError",
+    "Reject",
     "UnsupportedServer",
     "WebSocket",
     "WebSocketError",

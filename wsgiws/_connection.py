@@ -8,6 +8,12 @@ greenlet at the same time; one lock keeps frames whole and in order, and a
 send also services incoming control frames when no one is receiving, so pings
 are answered and a peer's Close is echoed even by a handler that only sends.
 
+Keepalive runs on the same calls, with no timer thread: while a handler waits
+in :meth:`WebSocket.receive` (or calls :meth:`WebSocket.send`), a peer silent
+for ``ping_interval`` seconds gets a ping, and one that then stays silent for
+``ping_timeout`` more is declared gone: the connection fails with 1011 and
+``receive`` raises :class:`~wsgiws.ConnectionClosed` at once.
+
 This module is the one place where socket errors become
 :class:`~wsgiws.ConnectionClosed`.
 """
@@ -18,11 +24,12 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import webob
+from wsproto.extensions import Extension
 
 from ._concurrency import Kit
 from ._exceptions import ConnectionClosed
@@ -38,6 +45,8 @@ READ_SIZE = 65536
 #: How many received-but-untaken bytes a sending-only handler buffers before
 #: it stops reading, leaving the rest to TCP flow control.
 _BACKLOG_LIMIT = 4 * 1024 * 1024
+#: Seconds before a keepalive ping deferred by a send in progress is tried again.
+_PING_RETRY = 0.5
 
 
 class WebSocket:
@@ -61,9 +70,19 @@ class WebSocket:
         subprotocol: str | None = None,
         max_message_size: int | None = 1024 * 1024,
         close_timeout: float = 5.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        extensions: Sequence[Extension] = (),
     ) -> None:
         self._sock = sock
-        self._protocol = Protocol(max_message_size=max_message_size)
+        self._protocol = Protocol(max_message_size=max_message_size, extensions=extensions)
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        #: When we last received bytes, and when the unanswered keepalive ping
+        #: went out (None: none outstanding) with the pong count at that time.
+        self._last_heard = time.monotonic()
+        self._ping_sent_at: float | None = None
+        self._pongs_at_ping = 0
         self._send_lock = kit.lock()
         self._read_lock = kit.lock()
         self._wait_readable = kit.waiter(sock)
@@ -131,9 +150,15 @@ class WebSocket:
                 if self._protocol.state is State.CLOSED:
                     self._end_of_stream()
                     return None
-                remaining = None if deadline is None else deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = None if deadline is None else deadline - now
                 if remaining is not None and remaining <= 0:
                     return None
+                wake = self._keepalive(now)
+                if self.closed:
+                    continue  # the peer stopped answering: report it above
+                if wake is not None and (remaining is None or wake < remaining):
+                    remaining = wake
                 if self._wait_readable(remaining):
                     self._read()
 
@@ -188,6 +213,76 @@ class WebSocket:
             raise ConnectionClosed(*self._protocol.sent_close)
         assert self._protocol.close_code is not None
         raise ConnectionClosed(self._protocol.close_code, self._protocol.close_reason)
+
+    # -- keepalive --------------------------------------------------------------
+
+    def _keepalive(self, now: float) -> float | None:
+        """Send a keepalive ping, or fail a peer that ignored one; the caller holds the read lock.
+
+        Returns the seconds until the next keepalive event, or None when there is
+        none. Any bytes from the peer prove it alive, a pong or not: pings go only
+        to a peer silent for ``ping_interval`` (traffic keeps NATs and proxies
+        open by itself), and a busy link is never mistaken for a dead one.
+        """
+        interval = self._ping_interval
+        if interval is None or self._protocol.state is not State.OPEN:
+            return None
+        sent_at = self._ping_sent_at
+        if sent_at is not None:
+            if self._protocol.pongs_received > self._pongs_at_ping or self._last_heard > sent_at:
+                self._ping_sent_at = sent_at = None  # answered
+            elif self._ping_timeout is None:
+                return None
+            elif now - sent_at >= self._ping_timeout:
+                self._peer_gone(now - self._last_heard)
+                return None
+            else:
+                return sent_at + self._ping_timeout - now
+        due = self._last_heard + interval - now
+        if due > 0:
+            return due
+        # Never wait for the send lock here: a long send holds it, and the
+        # reader must go on reading. A ping deferred is retried soon.
+        if not self._send_lock.acquire(False):
+            return min(interval, _PING_RETRY)
+        try:
+            self._sendall(self._protocol.send_ping(b"wsgiws keepalive"))
+        except ConnectionClosed:
+            return None
+        finally:
+            self._send_lock.release()
+        self._ping_sent_at = now
+        self._pongs_at_ping = self._protocol.pongs_received
+        return self._ping_timeout
+
+    def _peer_gone(self, silent_for: float) -> None:
+        """Fail the connection: the peer answered neither our ping nor anything else.
+
+        The caller holds the read lock. We still send Close 1011 (§7.1.7), but
+        only if no send is in progress and only for a short while: a peer that
+        is gone does not read, and its full receive window must not block us.
+        """
+        log.info(
+            "WebSocket %s: no answer from the client for %.1fs (ping_interval=%s, "
+            "ping_timeout=%s); closing the connection with 1011",
+            self.path,
+            silent_for,
+            self._ping_interval,
+            self._ping_timeout,
+        )
+        self._protocol.fail(1011, "keepalive ping timeout")
+        close_frame = self._protocol.data_to_send()
+        if self._send_lock.acquire(False):
+            try:
+                self._sock.settimeout(min(1.0, self._close_timeout))
+                self._sock.sendall(close_frame)
+            except OSError:
+                pass
+            finally:
+                self._send_lock.release()
+        # Whatever another thread is blocked on (a send to a full window) fails now.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
 
     # -- closing ----------------------------------------------------------------
 
@@ -285,6 +380,8 @@ class WebSocket:
 
     def _feed(self, data: bytes) -> None:
         """Feed received bytes to the protocol, write its answers; caller holds the read lock."""
+        if data:
+            self._last_heard = time.monotonic()
         self._protocol.receive_data(data)
         answer = self._protocol.data_to_send()
         if answer or self._protocol.state is State.CLOSED:
@@ -308,6 +405,7 @@ class WebSocket:
                 and self._wait_readable(0)
             ):
                 self._read()
+            self._keepalive(time.monotonic())
         finally:
             self._read_lock.release()
 

@@ -4,6 +4,7 @@
 
     WebSocketError                  root: ``except WebSocketError`` catches all of ours
      ├── HandshakeError             the upgrade request is not a valid RFC 6455 handshake
+     │    └── Reject                raised by an accept hook: refuse with an HTTP status
      ├── ConnectionClosed           the connection is over; carries ``code`` and ``reason``
      └── UnsupportedServer          the WSGI server gives no way to take over the socket
 
@@ -14,9 +15,13 @@ chains the original (``raise ... from exc``), so the cause stays in tracebacks.
 
 from __future__ import annotations
 
+import http
+from collections.abc import Iterable, Mapping
+
 __all__ = [
     "ConnectionClosed",
     "HandshakeError",
+    "Reject",
     "UnsupportedServer",
     "WebSocketError",
 ]
@@ -45,6 +50,41 @@ class HandshakeError(WebSocketError):
         self.detail = detail
         self.status = status
         self.headers = headers
+
+
+class Reject(HandshakeError):
+    """Raised by an accept hook to refuse a handshake with an HTTP response.
+
+    ``status`` is a code (``401``) or a whole status line (``"401 Unauthorized"``);
+    ``body`` the plain-text body (the status's phrase when empty); ``headers``
+    extra response headers (``WWW-Authenticate``, ``Retry-After``)::
+
+        def authenticate(request):
+            if request.cookies.get("session") not in SESSIONS:
+                raise Reject(401, "log in first")
+    """
+
+    def __init__(
+        self,
+        status: int | str = 403,
+        body: str = "",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    ) -> None:
+        if isinstance(status, int):
+            try:
+                phrase = http.HTTPStatus(status).phrase
+            except ValueError:
+                phrase = "Rejected"
+            status = f"{status} {phrase}"
+        code = status.split(" ", 1)[0]
+        if not (code.isdigit() and len(code) == 3 and not code.startswith(("1", "2", "3"))):
+            raise ValueError(f"a rejection needs a 4xx or 5xx status, not {status!r}")
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        super().__init__(
+            body or status.split(" ", 1)[-1],
+            status=status,
+            headers=tuple((str(k), str(v)) for k, v in pairs),
+        )
 
 
 class ConnectionClosed(WebSocketError):

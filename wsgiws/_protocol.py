@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Sequence
 from typing import Union
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -38,8 +39,10 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Ping,
+    Pong,
     TextMessage,
 )
+from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 
 __all__ = ["NORMAL_CLOSE_CODES", "Data", "Protocol", "State"]
@@ -73,8 +76,14 @@ class Protocol:
     limit.
     """
 
-    def __init__(self, *, max_message_size: int | None = None) -> None:
-        self._wsproto = Connection(ConnectionType.SERVER)
+    def __init__(
+        self,
+        *,
+        max_message_size: int | None = None,
+        extensions: Sequence[Extension] = (),
+    ) -> None:
+        # ``extensions`` were negotiated in the handshake (permessage-deflate).
+        self._wsproto = Connection(ConnectionType.SERVER, extensions=list(extensions))
         self.max_message_size = max_message_size
         self.state = State.OPEN
         #: The code and reason that ended the connection (set on entering CLOSED).
@@ -85,6 +94,9 @@ class Protocol:
         #: The code and reason of the Close frame we sent, if we sent one.
         self.sent_close: tuple[int, str] | None = None
         self._parse_failed = False
+        #: How many bytes and pongs have been received: keepalive reads these.
+        self.bytes_received = 0
+        self.pongs_received = 0
         self._outgoing = bytearray()
         self._messages: deque[Data] = deque()
         self._messages_size = 0
@@ -117,6 +129,7 @@ class Protocol:
         if not data:
             self.connection_lost()
             return
+        self.bytes_received += len(data)
         self._wsproto.receive_data(data)
         for event in self._wsproto.events():
             if isinstance(event, (TextMessage, BytesMessage)):
@@ -127,7 +140,8 @@ class Protocol:
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
                 break
-            # Pong: nothing to do until keepalive pings exist.
+            elif isinstance(event, Pong):
+                self.pongs_received += 1
             if self.closed:
                 break
 
@@ -196,6 +210,15 @@ class Protocol:
         if self.state is not State.CLOSED:
             assert self.sent_close is not None
             self._to(State.CLOSED, *self.sent_close)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection now (§7.1.7), e.g. when the peer stopped answering pings.
+
+        A Close frame with ``code`` is queued in :meth:`data_to_send` if none was
+        sent yet; the connection is CLOSED at once, without waiting for the peer.
+        """
+        if self.state is not State.CLOSED:
+            self._fail(code, reason, wait_for_peer=False)
 
     def connection_lost(self) -> None:
         """The transport is gone (EOF, reset, or we gave up waiting): enter CLOSED.

@@ -113,7 +113,11 @@ def test_first_defect_in_rfc_order_is_named() -> None:
         ("superchat, chat", "chat"),
         ("superchat", "superchat"),
         ("other", None),
-        ("CHAT", "chat"),
+        # Names are compared exactly: a browser fails a 101 that echoes a
+        # spelling it did not send (RFC 6455 §4.1, the client's item 6).
+        ("CHAT", None),
+        ("chat,superchat", "chat"),
+        (" superchat ,  chat ", "chat"),
     ],
 )
 def test_subprotocol_is_the_servers_first_choice_the_client_offers(
