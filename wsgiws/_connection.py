@@ -83,6 +83,8 @@ class WebSocket:
         self._last_heard = time.monotonic()
         self._ping_sent_at: float | None = None
         self._pongs_at_ping = 0
+        #: When :meth:`receive` gives up waiting for the peer's Close.
+        self._closing_deadline: float | None = None
         self._send_lock = kit.lock()
         self._read_lock = kit.lock()
         self._wait_readable = kit.waiter(sock)
@@ -154,7 +156,10 @@ class WebSocket:
                 remaining = None if deadline is None else deadline - now
                 if remaining is not None and remaining <= 0:
                     return None
-                wake = self._keepalive(now)
+                if self._protocol.state is State.CLOSING:
+                    wake = self._closing_wait(now)
+                else:
+                    wake = self._keepalive(now)
                 if self.closed:
                     continue  # the peer stopped answering: report it above
                 if wake is not None and (remaining is None or wake < remaining):
@@ -213,6 +218,25 @@ class WebSocket:
             raise ConnectionClosed(*self._protocol.sent_close)
         assert self._protocol.close_code is not None
         raise ConnectionClosed(self._protocol.close_code, self._protocol.close_reason)
+
+    def _closing_wait(self, now: float) -> float | None:
+        """Bound the wait for the peer's Close once we sent ours; the caller holds the read lock.
+
+        The protocol may start the closing handshake itself (a message too
+        big: 1009) while a handler waits in :meth:`receive`; a peer that never
+        answers must not keep that handler forever (§7.1.1 lets us close TCP).
+        Returns the seconds left, or None once the connection was given up.
+        """
+        if self._closing_deadline is None:
+            self._closing_deadline = now + self._close_timeout
+        left = self._closing_deadline - now
+        if left > 0:
+            return left
+        log.debug("no Close frame from the peer within %.1fs", self._close_timeout)
+        self._protocol.connection_lost()
+        with self._send_lock:
+            self._shut_write_locked()
+        return None
 
     # -- keepalive --------------------------------------------------------------
 

@@ -102,6 +102,8 @@ class Protocol:
         self._messages_size = 0
         self._fragments: list[str | bytes | bytearray] = []
         self._fragments_size = 0
+        #: Whether the text message being assembled is counted in exact bytes.
+        self._text_exact = False
 
     # -- the one place where the state changes -------------------------------
 
@@ -152,9 +154,27 @@ class Protocol:
     def _on_data(self, event: TextMessage | BytesMessage) -> None:
         if self.state is not State.OPEN:
             return  # we sent Close; the peer's late data is discarded
-        self._fragments.append(event.data)
-        self._fragments_size += len(event.data)
+        data = event.data
+        self._fragments.append(data)
         limit = self.max_message_size
+        if isinstance(data, str):
+            # The limit is in bytes and a character is 1 to 4 of them in UTF-8.
+            # Encoding every fragment to count would cost a copy per message,
+            # so count characters while even 4 bytes each stay under the limit,
+            # and count exactly (once per message, near the limit) past that.
+            if self._text_exact or (
+                limit is not None and self._fragments_size + 4 * len(data) > limit
+            ):
+                if not self._text_exact:
+                    self._text_exact = True
+                    self._fragments_size = sum(
+                        len(f.encode("utf-8")) for f in self._fragments[:-1]  # type: ignore[union-attr]
+                    )
+                self._fragments_size += len(data.encode("utf-8"))
+            else:
+                self._fragments_size += len(data)
+        else:
+            self._fragments_size += len(data)
         if limit is not None and self._fragments_size > limit:
             self._fail(
                 CloseReason.MESSAGE_TOO_BIG,
@@ -170,6 +190,7 @@ class Protocol:
                 message = b"".join(self._fragments)  # type: ignore[arg-type]
             self._fragments = []
             self._fragments_size = 0
+            self._text_exact = False
             self._messages.append(message)
             self._messages_size += len(message)
 

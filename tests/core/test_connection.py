@@ -338,3 +338,26 @@ def test_send_after_our_close_names_our_code(pair: tuple[WebSocket, Peer]) -> No
     assert ws.closed and ws.close_code == 4002
     assert [(e.code, e.reason) for e in ended] == [(4002, "mine")]  # type: ignore[attr-defined]
     assert peer.read_to_eof() == b""
+
+
+def test_a_peer_silent_after_our_1009_does_not_keep_receive_forever() -> None:
+    """The protocol starts the closing handshake itself (a message too big) while the handler
+    waits in receive(); the peer never answers: receive gives up after the close timeout."""
+    server, client = socket.socketpair()
+    with server, client:
+        ws = WebSocket(
+            server,
+            THREADS,
+            request=webob.Request.blank("/ws"),
+            max_message_size=10,
+            close_timeout=0.2,
+        )
+        peer = Peer(client)
+        peer.send(b"x" * 20)
+        with pytest.raises(ConnectionClosed) as info:
+            ws.receive()
+        assert info.value.code == 1006
+        assert peer.next_event() == CloseConnection(
+            code=1009, reason="message larger than 10 bytes"
+        )
+        assert peer.read_to_eof() == b""  # we closed TCP (our FIN)

@@ -156,3 +156,37 @@ def test_transitions_are_checked() -> None:
     proto.connection_lost()
     with pytest.raises(AssertionError, match="invalid transition CLOSED -> CLOSING"):
         proto._to(State.CLOSING)
+
+
+@pytest.mark.parametrize(
+    ("fragments", "too_big"),
+    [
+        (["a" * 10], False),
+        (["é" * 5], False),  # 10 bytes
+        (["é" * 6], True),  # 12 bytes in 6 characters
+        (["€" * 3, "a"], False),  # 9 + 1 bytes
+        (["€" * 3, "ab"], True),  # 11 bytes: counted exactly once near the limit
+        (["a" * 2, "😀" * 2], False),  # 2 + 8 bytes
+        (["a" * 3, "😀" * 2], True),  # 3 + 8 bytes
+    ],
+)
+def test_the_limit_on_text_is_in_utf8_bytes(fragments: list[str], too_big: bool) -> None:
+    protocol = Protocol(max_message_size=10)
+    for i, fragment in enumerate(fragments):
+        last = i == len(fragments) - 1
+        protocol.receive_data(mask_frame(0x0 if i else 0x1, fragment.encode(), fin=last))
+    if too_big:
+        assert protocol.state is State.CLOSING and protocol.sent_close is not None
+        assert protocol.sent_close[0] == 1009
+    else:
+        assert protocol.state is State.OPEN
+        assert protocol.next_message() == "".join(fragments)
+
+
+def test_exact_counting_resets_with_each_message() -> None:
+    protocol = Protocol(max_message_size=10)
+    for _ in range(3):
+        protocol.receive_data(mask_frame(0x1, ("€" * 3).encode()))  # 9 bytes, counted exactly
+        protocol.receive_data(mask_frame(0x1, b"a" * 10))
+    assert [protocol.next_message() for _ in range(6)] == ["€" * 3, "a" * 10] * 3
+    assert protocol.state is State.OPEN
