@@ -26,7 +26,9 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
-from wsgiws import ConnectionClosed, WebSocket, WebSocketMiddleware
+import webob
+
+from wsgiws import Accept, ConnectionClosed, Endpoint, Reject, WebSocket, WebSocketMiddleware
 
 from ._instrument import Record, instrument, sleep, spawn
 from ._shared import duplex_message
@@ -141,6 +143,20 @@ def push(ws: WebSocket) -> None:
             sleep(0.002)
 
 
+def whoami(ws: WebSocket) -> None:
+    """Send what the accept hook stored and the subprotocol, then echo."""
+    ws.send(json.dumps({"user": ws.environ.get("test.user"), "subprotocol": ws.subprotocol}))
+    echo(ws)
+
+
+def authenticate(request: webob.Request) -> Accept:
+    """The accept hook of ``/auth``: ``?token=secret`` or 401; ``?proto=`` picks the subprotocol."""
+    if request.GET.get("token") != "secret":
+        raise Reject(401, "a token is needed", {"WWW-Authenticate": 'Token realm="test"'})
+    request.environ["test.user"] = "ada"
+    return Accept(subprotocol=request.GET.get("proto"), headers={"X-Test-User": "ada"})
+
+
 def _b(message: str | bytes) -> bytes:
     return message.encode() if isinstance(message, str) else message
 
@@ -152,6 +168,11 @@ HANDLERS = {
     "/record": record,
     "/duplex": duplex,
     "/push": push,
+    # Protocol options per path (tests/live/test_options.py).
+    "/strict": Endpoint(echo, origins=["https://app.example", "https://*.app.example"]),
+    "/auth": Endpoint(whoami, accept=authenticate, subprotocols=["one", "two"]),
+    "/keepalive-quick": Endpoint(record, ping_interval=0.2, ping_timeout=0.4),
+    "/plain": Endpoint(echo, compression=None),
 }
 
 
