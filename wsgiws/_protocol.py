@@ -168,7 +168,8 @@ class Protocol:
                 if not self._text_exact:
                     self._text_exact = True
                     self._fragments_size = sum(
-                        len(f.encode("utf-8")) for f in self._fragments[:-1]  # type: ignore[union-attr]
+                        len(f.encode("utf-8")) if isinstance(f, str) else len(f)
+                        for f in self._fragments[:-1]
                     )
                 self._fragments_size += len(data.encode("utf-8"))
             else:
