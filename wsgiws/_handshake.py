@@ -215,7 +215,8 @@ def accept(
     if not request.environ.get("HTTP_HOST"):
         raise HandshakeError("missing Host header")
     # A body would sit where the first frames go, and be read as frames.
-    if request.environ.get("CONTENT_LENGTH", "0") not in ("", "0") or request.environ.get(
+    length = request.environ.get("CONTENT_LENGTH", "").strip()
+    if not (length == "" or (length.isdigit() and int(length) == 0)) or request.environ.get(
         "HTTP_TRANSFER_ENCODING"
     ):
         raise HandshakeError("a WebSocket handshake must not have a body")

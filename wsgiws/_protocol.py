@@ -14,6 +14,7 @@ States and transitions (all of them are made in :meth:`Protocol._to`)::
     OPEN ──peer's Close (we echo it)──────────▶ CLOSED
     OPEN ──protocol error (we send Close)─────▶ CLOSED
     OPEN / CLOSING ──EOF, or given up on──────▶ CLOSED (1006 if no Close came)
+    OPEN / CLOSING ──fail() (peer silent)─────▶ CLOSED (keepalive: 1011)
     CLOSING ──peer's Close────────────────────▶ CLOSED
 
 Invariants:
