@@ -37,7 +37,10 @@ _NAME = "permessage-deflate"
 
 @dataclass(frozen=True)
 class Deflate:
-    """permessage-deflate settings (RFC 7692). Exported later as wsgiws.Deflate.
+    """permessage-deflate settings (RFC 7692): the ``compression`` option.
+
+    The defaults keep a connection's zlib state near 50 KB; see
+    :doc:`/topics/compression` for why they are the defaults.
 
     ``server_max_window_bits``
         Base-2 log of the LZ77 window we compress with (9..15): our compressor's
