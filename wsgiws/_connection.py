@@ -317,11 +317,15 @@ class WebSocket:
         TCP connection is closed from our side (RFC 6455 §7.1.1). Does nothing
         if the connection is already closed.
         """
+        # 1012 (service restart) and 1013 (try again later) are registered
+        # with IANA and understood by clients; 1014 (bad gateway) is for
+        # gateways, and clients built on wsproto, Autobahn among them, take it
+        # for a protocol error.
         if not (
             code == 1000
             or 3000 <= code <= 4999
             or code in (1001, 1002, 1003)
-            or 1007 <= code <= 1014
+            or 1007 <= code <= 1013
         ):
             raise ValueError(f"{code} is not a close code an endpoint may send (RFC 6455 §7.4)")
         with self._send_lock:

@@ -409,6 +409,9 @@ def _plain(
     text: str,
     headers: Iterable[tuple[str, str]] = (),
 ) -> list[bytes]:
+    # The text may quote the request (a method, a header value): control
+    # characters are escaped so that the body stays one line.
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     body = (text + "\n").encode("utf-8")
     start_response(
         status,

@@ -422,3 +422,12 @@ def test_client_gone_before_the_101_is_quiet(caplog: pytest.LogCaptureFixture) -
     assert called == []
     assert response.status == "101 Switching Protocols"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_rejection_body_stays_one_line_whatever_the_request_holds() -> None:
+    environ = {**HANDSHAKE, "REQUEST_METHOD": "G\r\nX-Injected: 1\n"}
+    response = Response().call(WebSocketMiddleware(inner_app, echo), environ)
+    assert response.status == "400 Bad Request"
+    body = b"".join(response.body).decode()
+    assert body.count("\n") == 1 and body.endswith("\n") and "\r" not in body
+    assert "G\\r\\nX-Injected: 1\\n" in body
