@@ -161,10 +161,11 @@ class Protocol:
         if isinstance(data, str):
             # The limit is in bytes and a character is 1 to 4 of them in UTF-8.
             # Encoding every fragment to count would cost a copy per message,
-            # so count characters while even 4 bytes each stay under the limit,
-            # and count exactly (once per message, near the limit) past that.
+            # so count characters while even 4 bytes for each one of the whole
+            # message stay under the limit, and count exactly past that (the
+            # fragments so far once, then each new one).
             if self._text_exact or (
-                limit is not None and self._fragments_size + 4 * len(data) > limit
+                limit is not None and 4 * (self._fragments_size + len(data)) > limit
             ):
                 if not self._text_exact:
                     self._text_exact = True

@@ -168,6 +168,8 @@ def test_transitions_are_checked() -> None:
         (["€" * 3, "ab"], True),  # 11 bytes: counted exactly once near the limit
         (["a" * 2, "😀" * 2], False),  # 2 + 8 bytes
         (["a" * 3, "😀" * 2], True),  # 3 + 8 bytes
+        (["é", "é", "😀" * 2], True),  # 2 + 2 + 8: earlier fragments counted in bytes too
+        (["é", "😀" * 2], False),  # 2 + 8
     ],
 )
 def test_the_limit_on_text_is_in_utf8_bytes(fragments: list[str], too_big: bool) -> None:
