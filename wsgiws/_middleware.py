@@ -297,12 +297,11 @@ class WebSocketMiddleware:
             log.info("rejected WebSocket handshake for %s: %s", request.path_info, exc.detail)
             return _plain(start_response, exc.status, exc.detail, exc.headers)
         except Exception:
-            log.exception(
-                "choosing a subprotocol for %s failed: the subprotocols callable raised "
-                "or chose a name the client did not offer; answering 500",
-                request.path_info,
+            return _server_error(
+                start_response,
+                request,
+                "the subprotocols callable raised or chose a name the client did not offer",
             )
-            return _plain(start_response, "500 Internal Server Error", "WebSocket handshake failed")
 
         if adapter is None:
             server = environ.get("SERVER_SOFTWARE") or "an unknown server"
@@ -329,13 +328,10 @@ class WebSocketMiddleware:
                 )
                 return _plain(start_response, exc.status, exc.detail, exc.headers)
             except Exception:
-                log.exception(
-                    "the accept hook for %s raised (raise wsgiws.Reject to refuse a "
-                    "handshake); answering 500",
-                    request.path_info,
-                )
-                return _plain(
-                    start_response, "500 Internal Server Error", "WebSocket handshake failed"
+                return _server_error(
+                    start_response,
+                    request,
+                    "the accept hook raised (raise wsgiws.Reject to refuse a handshake)",
                 )
 
         caveat = adapter.caveat(environ)
@@ -401,6 +397,12 @@ def _run_hook(hook: AcceptHook, request: webob.Request, handshake: Handshake) ->
     headers = decision.headers
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     return handshake.replace(subprotocol=decision.subprotocol, extra_headers=pairs)
+
+
+def _server_error(start_response: StartResponse, request: webob.Request, why: str) -> list[bytes]:
+    """Answer 500 for a bug in the application's own hook; log it with the traceback."""
+    log.exception("WebSocket handshake for %s failed: %s; answering 500", request.path_info, why)
+    return _plain(start_response, "500 Internal Server Error", "WebSocket handshake failed")
 
 
 def _plain(
