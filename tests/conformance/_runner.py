@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.live._harness import _die_with_parent
+
 #: Behaviours that pass (wstest's ``behavior``). Anything else (FAILED,
 #: UNIMPLEMENTED, and our STALLED) fails.
 PASSING_BEHAVIOR = frozenset({"OK", "NON-STRICT", "INFORMATIONAL"})
@@ -185,6 +187,16 @@ class FuzzResult:
             f"{case.remote_close_code} | {self.pointer(case_id)}"
         )
 
+    def explain(self, case_id: str) -> str:
+        """A passing case in one line: what wstest did, what OK is, what it saw, where to read."""
+        d = self.details(case_id)
+        ok = d.get("expected", {}).get("OK")
+        return (
+            f"{_strip_tags(d.get('description', ''))} | OK: {_short(ok)}"
+            f"; received: {_short(d.get('received'))}, then close code "
+            f"{self.cases[case_id].remote_close_code} | {self.pointer(case_id)}"
+        )
+
     def summary_line(self) -> str:
         counts = self.tally()
         shown = [n for n in TALLY_COLUMNS if counts[n] or n != "UNIMPLEMENTED"]
@@ -328,6 +340,7 @@ def _watch(
             text=True,
             errors="replace",
             start_new_session=True,  # killpg reaches anything it started
+            preexec_fn=_die_with_parent,  # no wstest left behind by a killed pytest
         )
         assert proc.stdout is not None
         reader = threading.Thread(
