@@ -83,6 +83,8 @@ class WebSocket:
         self._last_heard = time.monotonic()
         self._ping_sent_at: float | None = None
         self._pongs_at_ping = 0
+        #: Whether the one send allowed after a protocol error was made.
+        self._answered_before_failure = False
         #: When :meth:`receive` gives up waiting for the peer's Close.
         self._closing_deadline: float | None = None
         self._send_lock = kit.lock()
@@ -150,6 +152,7 @@ class WebSocket:
                 if message is not None:
                     return message
                 if self._protocol.state is State.CLOSED:
+                    self._flush_answers()  # a failure that waited behind messages
                     self._end_of_stream()
                     return None
                 now = time.monotonic()
@@ -328,6 +331,10 @@ class WebSocket:
             or 1007 <= code <= 1013
         ):
             raise ValueError(f"{code} is not a close code an endpoint may send (RFC 6455 §7.4)")
+        # A protocol error waiting behind messages the handler did not take:
+        # the connection fails with its code, not ``code`` (§7.1.7).
+        self._protocol.fail_pending()
+        self._flush_answers()
         with self._send_lock:
             if self._protocol.state is State.OPEN:
                 self._sendall(self._protocol.send_close(code, reason))
@@ -411,6 +418,10 @@ class WebSocket:
         if data:
             self._last_heard = time.monotonic()
         self._protocol.receive_data(data)
+        self._flush_answers()
+
+    def _flush_answers(self) -> None:
+        """Write what the protocol must send; shut our side once it is CLOSED."""
         answer = self._protocol.data_to_send()
         if answer or self._protocol.state is State.CLOSED:
             with self._send_lock:
@@ -427,12 +438,21 @@ class WebSocket:
         if not self._read_lock.acquire(False):
             return  # another thread is receiving: it handles them
         try:
+            # A protocol error waits for the handler to answer the peer's last
+            # good message: one send goes out, the next one fails the connection.
+            if self._protocol.failure_pending and self._answered_before_failure:
+                self._protocol.fail_pending()
+                self._flush_answers()
             while (
                 self._protocol.state is not State.CLOSED
                 and self._protocol.buffered_size < _BACKLOG_LIMIT
                 and self._wait_readable(0)
             ):
                 self._read()
+            # The error may have come with this read, or with the receive()
+            # whose message this send answers: either way this send is the one.
+            if self._protocol.failure_pending:
+                self._answered_before_failure = True
             self._keepalive(time.monotonic())
         finally:
             self._read_lock.release()

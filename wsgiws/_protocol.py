@@ -25,7 +25,9 @@ Invariants:
 * In CLOSED, :attr:`close_code` is set and never changes again; the transport
   is to be closed, and the server side closes TCP first (§7.1.1).
 * After a protocol error the stream can no longer be parsed: we fail the
-  connection (§7.1.7) and received bytes are discarded, not parsed.
+  connection (§7.1.7) and received bytes are discarded, not parsed. Whole
+  messages received before the error are delivered first; the failure (our
+  Close) follows once they are taken.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class Protocol:
         #: The code and reason of the Close frame we sent, if we sent one.
         self.sent_close: tuple[int, str] | None = None
         self._parse_failed = False
+        #: A protocol error found behind messages not yet taken (code, reason).
+        self._pending_failure: tuple[int, str] | None = None
         #: How many bytes and pongs have been received: keepalive reads these.
         self.bytes_received = 0
         self.pongs_received = 0
@@ -127,11 +131,14 @@ class Protocol:
         (pongs, the echo of a Close, a Close that fails the connection) from
         :meth:`data_to_send`.
         """
-        if self.state is State.CLOSED or self._parse_failed:
+        if self.state is State.CLOSED:
             return  # §7.1.7: after failing the connection, input is discarded
         if not data:
+            self.fail_pending()  # its Close may still reach a half-closed peer
             self.connection_lost()
             return
+        if self._parse_failed:
+            return  # a failure is pending (see _on_close): nothing more is parsed
         self.bytes_received += len(data)
         self._wsproto.receive_data(data)
         for event in self._wsproto.events():
@@ -204,8 +211,16 @@ class Protocol:
         # moves its state on before the event is yielded.
         if self._wsproto.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # §7.1.7: fail the connection, with the code wsproto chose
-            # (1002 protocol error, 1007 invalid data, ...).
-            self._fail(event.code, event.reason or "", wait_for_peer=False)
+            # (1002 protocol error, 1007 invalid data, ...). Not at once: the
+            # messages that arrived whole before the defect, and the one the
+            # application may be answering, come first. The failure happens at
+            # the next next_message() that finds no message (or fail_pending());
+            # meanwhile the stream is parsed no further.
+            if self.state is State.OPEN:
+                self._pending_failure = (event.code, event.reason or "")
+                self._parse_failed = True
+            else:
+                self._fail(event.code, event.reason or "", wait_for_peer=False)
             return
         self.close_received = True
         if self.state is State.OPEN:
@@ -235,6 +250,19 @@ class Protocol:
             assert self.sent_close is not None
             self._to(State.CLOSED, *self.sent_close)
 
+    @property
+    def failure_pending(self) -> bool:
+        """Whether a protocol error was found and the connection not yet failed for it."""
+        return self._pending_failure is not None
+
+    def fail_pending(self) -> None:
+        """Fail the connection now if a protocol error was found and not yet acted on."""
+        pending = self._pending_failure
+        if pending is not None:
+            self._pending_failure = None
+            if self.state is State.OPEN:
+                self._fail(*pending, wait_for_peer=False)
+
     def fail(self, code: int, reason: str = "") -> None:
         """Fail the connection now (§7.1.7), e.g. when the peer stopped answering pings.
 
@@ -254,8 +282,13 @@ class Protocol:
             self._to(State.CLOSED, CloseReason.ABNORMAL_CLOSURE)
 
     def next_message(self) -> Data | None:
-        """The oldest whole message received and not yet taken, or None."""
+        """The oldest whole message received and not yet taken, or None.
+
+        After the last message received before a protocol error, the next call
+        fails the connection: the Close is then in :meth:`data_to_send`.
+        """
         if not self._messages:
+            self.fail_pending()
             return None
         message = self._messages.popleft()
         self._messages_size -= len(message)

@@ -361,3 +361,46 @@ def test_a_peer_silent_after_our_1009_does_not_keep_receive_forever() -> None:
             code=1009, reason="message larger than 10 bytes"
         )
         assert peer.read_to_eof() == b""  # we closed TCP (our FIN)
+
+
+def test_a_message_before_a_protocol_error_is_answered_then_1002(
+    pair: tuple[WebSocket, Peer],
+) -> None:
+    ws, peer = pair
+    peer.send_raw(mask_frame(0x1, b"hello") + mask_frame(0x1, b"bad", rsv=2))
+    message = ws.receive()
+    assert message == "hello"
+    ws.send(message)
+    with pytest.raises(ConnectionClosed) as info:
+        ws.receive()
+    assert info.value.code == 1002
+    assert peer.receive() == "hello"
+    close = peer.next_event()
+    assert isinstance(close, CloseConnection) and close.code == 1002
+
+
+def test_close_with_a_protocol_error_pending_uses_its_code(pair: tuple[WebSocket, Peer]) -> None:
+    ws, peer = pair
+    peer.send_raw(mask_frame(0x1, b"hello") + mask_frame(0x1, b"bad", rsv=2))
+    assert ws.receive() == "hello"
+    ws.close(1000)
+    close = peer.next_event()
+    assert isinstance(close, CloseConnection) and close.code == 1002
+    assert ws.close_code == 1002
+
+
+def test_a_handler_that_only_sends_fails_one_send_after_a_protocol_error(
+    pair: tuple[WebSocket, Peer],
+) -> None:
+    ws, peer = pair
+    peer.send_raw(mask_frame(0x1, b"bad", rsv=2))
+    deadline = time.monotonic() + timeout(5)
+    while not ws._wait_readable(0):  # the bytes are there before the first send
+        assert time.monotonic() < deadline
+    ws.send("first")  # reads the defect; this send still goes out
+    with pytest.raises(ConnectionClosed) as info:
+        ws.send("second")
+    assert info.value.code == 1002
+    assert peer.receive() == "first"
+    close = peer.next_event()
+    assert isinstance(close, CloseConnection) and close.code == 1002

@@ -148,8 +148,8 @@ def test_damaged_compressed_payloads_end_cleanly(
     assert result is not None
     protocol = Protocol(max_message_size=limit, extensions=[result[1]])
     protocol.receive_data(mask_frame(opcode, payload, rsv=4))
+    message = protocol.next_message()
     if protocol.state is State.OPEN:
-        message = protocol.next_message()
         assert message is not None
         if limit is not None:
             size = len(message.encode()) if isinstance(message, str) else len(message)

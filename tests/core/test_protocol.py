@@ -105,6 +105,7 @@ def test_eof_during_closing_handshake_is_1006() -> None:
 def test_protocol_errors_fail_the_connection(client: Connection, frames: bytes, code: int) -> None:
     proto = Protocol()
     proto.receive_data(frames)
+    assert proto.next_message() is None  # the failure happens there
     assert proto.state is State.CLOSED
     assert proto.close_code == code
     assert proto.close_received is False
@@ -192,3 +193,29 @@ def test_exact_counting_resets_with_each_message() -> None:
         protocol.receive_data(mask_frame(0x1, b"a" * 10))
     assert [protocol.next_message() for _ in range(6)] == ["€" * 3, "a" * 10] * 3
     assert protocol.state is State.OPEN
+
+
+def test_messages_before_a_protocol_error_are_delivered_then_it_fails() -> None:
+    """§7.1.7 lets us fail at once; delivering what arrived whole first lets the application
+    answer it (Autobahn 3.2, 4.1.3, 5.15...): the Close follows once the messages are taken."""
+    protocol = Protocol()
+    protocol.receive_data(
+        mask_frame(0x1, b"one") + mask_frame(0x1, b"two") + mask_frame(0x1, b"bad", rsv=2)
+    )
+    assert protocol.state is State.OPEN and protocol.data_to_send() == b""
+    protocol.send_message("answer")  # still allowed
+    assert protocol.next_message() == "one"
+    assert protocol.next_message() == "two"
+    protocol.receive_data(mask_frame(0x1, b"ignored"))  # nothing after the defect is parsed
+    assert protocol.next_message() is None
+    assert protocol.state is State.CLOSED and protocol.close_code == 1002
+    close = protocol.data_to_send()
+    assert close[0] == 0x88 and close[2:4] == (1002).to_bytes(2, "big")  # Close 1002
+
+
+def test_a_protocol_error_fails_at_the_next_look_for_a_message() -> None:
+    protocol = Protocol()
+    protocol.receive_data(mask_frame(0x1, b"bad", rsv=2))
+    assert protocol.state is State.OPEN  # the application may be answering a message
+    assert protocol.next_message() is None
+    assert protocol.state is State.CLOSED and protocol.close_code == 1002
