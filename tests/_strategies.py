@@ -31,6 +31,8 @@ from typing import Any, Optional, Union
 
 from hypothesis import strategies as st
 
+from tests.core.test_middleware import HANDSHAKE
+
 Data = Union[str, bytes]
 
 # -- the opening handshake ------------------------------------------------------------------
@@ -230,21 +232,10 @@ _MUTATIONS: dict[str, st.SearchStrategy[Optional[str]]] = {
 def handshake_environs(draw: st.DrawFn, path: str = "/ws") -> dict[str, Any]:
     """A WSGI environ: a valid handshake, or one with a few fields mutated (or removed)."""
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "SCRIPT_NAME": "",
+        **HANDSHAKE,
         "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_SOFTWARE": "test",
-        "HTTP_HOST": "localhost",
-        "HTTP_UPGRADE": "websocket",
         "HTTP_CONNECTION": draw(st.sampled_from(["Upgrade", "keep-alive, Upgrade", "upgrade"])),
         "HTTP_SEC_WEBSOCKET_KEY": draw(valid_keys()),
-        "HTTP_SEC_WEBSOCKET_VERSION": "13",
-        "wsgi.url_scheme": "http",
-        "wsgi.multithread": True,
     }
     for name in draw(st.lists(st.sampled_from(sorted(_MUTATIONS)), unique=True, max_size=4)):
         value = draw(_MUTATIONS[name])
