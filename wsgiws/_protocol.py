@@ -99,8 +99,7 @@ class Protocol:
         self._parse_failed = False
         #: A protocol error found behind messages not yet taken (code, reason).
         self._pending_failure: tuple[int, str] | None = None
-        #: How many bytes and pongs have been received: keepalive reads these.
-        self.bytes_received = 0
+        #: How many pongs have been received: keepalive reads it.
         self.pongs_received = 0
         self._outgoing = bytearray()
         self._messages: deque[Data] = deque()
@@ -139,7 +138,6 @@ class Protocol:
             return
         if self._parse_failed:
             return  # a failure is pending (see _on_close): nothing more is parsed
-        self.bytes_received += len(data)
         self._wsproto.receive_data(data)
         for event in self._wsproto.events():
             if isinstance(event, (TextMessage, BytesMessage)):
