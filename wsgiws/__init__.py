@@ -24,7 +24,8 @@ from ._exceptions import (
     UnsupportedServer,
     WebSocketError,
 )
-from ._middleware import Accept, AcceptHook, Endpoint, Handler, WebSocketMiddleware
+from ._middleware import WebSocketMiddleware
+from ._options import Accept, AcceptHook, Endpoint, Handler
 
 __version__ = "0.1.0.dev0"
 

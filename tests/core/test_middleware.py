@@ -388,9 +388,9 @@ def test_handler_stopped_by_the_server_closes_with_1001() -> None:
 
 
 def test_single_threaded_server_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
-    import wsgiws._middleware
+    import wsgiws._upgrade
 
-    wsgiws._middleware._warned.clear()
+    wsgiws._upgrade._warned.clear()
     for _ in range(2):
         up = Upgrade(WebSocketMiddleware(inner_app, echo), **{"wsgi.multithread": False})
         up.read_101()

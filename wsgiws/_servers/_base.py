@@ -8,18 +8,20 @@ An adapter knows one WSGI server. It answers three questions:
   already read past the request headers: a client may send its first frame in
   the same TCP segment as the handshake, and those bytes then sit in the
   server's read buffer, not in the socket.
-* :meth:`ServerAdapter.finish`: what to return to the server once the WebSocket
-  is over, so that it writes nothing more and closes the TCP connection.
+* :meth:`ServerAdapter.release`: once the WebSocket is over, tell the server
+  that the response is handled, so that it writes nothing more and closes the
+  TCP connection.
 
 and may warn (:meth:`ServerAdapter.caveat`) about a configuration that works
 but serves WebSockets badly.
 
-By the time ``finish`` runs the connection has shut the socket down both ways.
-The default ``finish`` reports the true outcome through ``start_response``
-(``101 Switching Protocols``) and an empty body, so middleware wrapped around
-ours sees an ordinary response; the server's attempt to write that status line
-then fails on the shut-down socket with EPIPE, which Werkzeug, gunicorn and
-gevent all treat as a client that went away: quietly, no bytes on the wire.
+By the time ``release`` runs the connection has shut the socket down both ways.
+The WSGI app then reports the true outcome through ``start_response`` (``101
+Switching Protocols``) and an empty body, so middleware (or a framework)
+wrapped around ours sees an ordinary response; the server's attempt to write
+that status line fails on the shut-down socket with EPIPE, which Werkzeug,
+gunicorn and gevent all treat as a client that went away: quietly, no bytes on
+the wire. The default ``release`` therefore does nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -67,6 +69,8 @@ class ServerAdapter:
     name: ClassVar[str]
     #: Whether the server's ``SERVER_PROTOCOL`` is the request's HTTP version.
     reports_http_version: ClassVar[bool] = True
+    #: Whether the 501 answer on other servers names this one as supported.
+    advertised: ClassVar[bool] = True
 
     @classmethod
     def detect(cls, environ: Mapping[str, Any]) -> bool:
@@ -79,14 +83,8 @@ class ServerAdapter:
         """A warning about how this server is configured for WebSockets, or None."""
         return None
 
-    def finish(
-        self,
-        environ: MutableMapping[str, Any],
-        start_response: StartResponse,
-        headers: list[tuple[str, str]],
-    ) -> Iterable[bytes]:
-        start_response("101 Switching Protocols", headers)
-        return []
+    def release(self, environ: MutableMapping[str, Any]) -> None:
+        """Tell the server the response is handled; the socket is already shut down."""
 
 
 def input_replaced(reader: object) -> bytes:

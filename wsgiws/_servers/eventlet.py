@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from ._base import ServerAdapter, StartResponse, Transport, read_buffered
+from ._base import ServerAdapter, Transport, read_buffered
 
 
 class Eventlet(ServerAdapter):
@@ -23,15 +23,9 @@ class Eventlet(ServerAdapter):
         sock = request_input.get_socket()
         return Transport.of(sock, read_buffered(request_input.rfile, sock))
 
-    def finish(
-        self,
-        environ: MutableMapping[str, Any],
-        start_response: StartResponse,
-        headers: list[tuple[str, str]],
-    ) -> Iterable[bytes]:
+    def release(self, environ: MutableMapping[str, Any]) -> None:
         # eventlet's own flag for "the app wrote its response itself": the
         # server then writes nothing and closes the connection.
         from eventlet.wsgi import WSGI_LOCAL
 
         WSGI_LOCAL.already_handled = True
-        return super().finish(environ, start_response, headers)
