@@ -126,7 +126,7 @@ class WebSocketMiddleware:
     def __call__(
         self, environ: MutableMapping[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        found = self._router.match(environ.get("PATH_INFO") or "/")
+        found = self._router.match(_path(environ))
         if found is None or not is_handshake(environ):
             return self.app(environ, start_response)
         (handler, options), params = found
@@ -134,3 +134,17 @@ class WebSocketMiddleware:
             environ["wsgiws.path_params"] = params
             handler = functools.partial(handler, **params)
         return serve(environ, handler, options).respond(start_response)
+
+
+def _path(environ: Mapping[str, Any]) -> str:
+    """``PATH_INFO`` as the text the client meant.
+
+    PEP 3333 hands it over as bytes decoded as latin-1; URLs carry UTF-8
+    (RFC 3986 §2.5), so ``/chat/caf%C3%A9`` is matched, and its parameter
+    given, as ``café``. A path that is not UTF-8 is matched as it came.
+    """
+    path = environ.get("PATH_INFO") or "/"
+    try:
+        return str(path.encode("latin-1").decode("utf-8"))
+    except UnicodeError:
+        return str(path)
