@@ -123,9 +123,7 @@ def app(environ, start_response):
 # a bigger one closes the connection with 1009 before it is even parsed. No
 # login, no cookies: nothing for another site to hijack, so any Origin may
 # connect. Once you add a login, set origins= (see docs/topics/security.rst).
-application = WebSocketMiddleware(
-    app, {"/ws/{room}": Endpoint(chat, max_message_size=16 * 1024)}
-)
+application = WebSocketMiddleware(app, {"/ws/{room}": Endpoint(chat, max_message_size=16 * 1024)})
 
 
 def main() -> None:
