@@ -149,6 +149,12 @@ def whoami(ws: WebSocket) -> None:
     echo(ws)
 
 
+def room(ws: WebSocket, name: str, n: int) -> None:
+    """``/rooms/{name}/{n:int}``: send the path parameters as the handler got them, then echo."""
+    ws.send(json.dumps({"name": name, "n": n, "n_type": type(n).__name__}))
+    echo(ws)
+
+
 def authenticate(request: webob.Request) -> Accept:
     """The accept hook of ``/auth``: ``?token=secret`` or 401; ``?proto=`` picks the subprotocol."""
     if request.GET.get("token") != "secret":
@@ -173,6 +179,8 @@ HANDLERS = {
     "/auth": Endpoint(whoami, accept=authenticate, subprotocols=["one", "two"]),
     "/keepalive-quick": Endpoint(record, ping_interval=0.2, ping_timeout=0.4),
     "/plain": Endpoint(echo, compression=None),
+    # Path parameters (tests/live/test_routing.py).
+    "/rooms/{name}/{n:int}": room,
 }
 
 
