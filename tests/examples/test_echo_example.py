@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import timeout
+from tests.examples._run import EXAMPLES, free_port, wait_until_serving
 
 pytestmark = pytest.mark.live
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "echo.py"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the example wants a real number, not 0)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_serving(url: str, proc: subprocess.Popen[bytes]) -> bytes:
-    """Poll ``GET url`` until it answers 200; return the body."""
-    deadline = time.monotonic() + timeout(20)
-    while True:
-        assert proc.poll() is None, f"the example exited with code {proc.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout(5)) as response:
-                if response.status == 200:
-                    return response.read()  # type: ignore[no-any-return]
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        assert time.monotonic() < deadline, f"the example did not answer at {url}"
-        time.sleep(0.05)
+EXAMPLE = EXAMPLES / "echo.py"
 
 
 def test_echo_example(tmp_path: Path) -> None:
