@@ -1,0 +1,1 @@
+"""In-process tests of the Flask, Bottle and Pyramid integrations (``wsgiws.flask`` ...)."""
