@@ -180,10 +180,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Stop Chromium's process group: SIGTERM, then SIGKILL for what is left."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout(10))
-    except subprocess.TimeoutExpired:
-        pass
     # The browser's helpers (zygote, renderers, utility processes) share its
     # group; whatever has not exited by now is killed with it.
     with contextlib.suppress(ProcessLookupError):
