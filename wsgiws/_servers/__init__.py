@@ -9,13 +9,14 @@ from ._base import ServerAdapter, StartResponse, Transport
 from .eventlet import Eventlet
 from .gevent import GeventPyWSGI
 from .gunicorn import Gunicorn
+from .inprocess import InProcess
 from .werkzeug import Werkzeug
 
 __all__ = ["ADAPTERS", "ServerAdapter", "StartResponse", "Transport", "find_adapter"]
 
 #: Tried in order; the first whose ``detect`` answers yes serves the request.
 #: gunicorn comes first: its gevent-based workers also run gevent code.
-ADAPTERS: tuple[type[ServerAdapter], ...] = (Gunicorn, Werkzeug, Eventlet, GeventPyWSGI)
+ADAPTERS: tuple[type[ServerAdapter], ...] = (Gunicorn, Werkzeug, Eventlet, GeventPyWSGI, InProcess)
 
 
 def find_adapter(environ: Mapping[str, Any]) -> ServerAdapter | None:
