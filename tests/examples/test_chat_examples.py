@@ -13,6 +13,7 @@ import pytest
 
 from tests.examples._run import (
     EXAMPLES,
+    ROOT,
     argv,
     check_chat,
     check_junk,
@@ -68,3 +69,15 @@ def test_chat_example(name: str, command: str, tmp_path: Path) -> None:
         assert b'"/ws/"' in served.page
         check_chat(port)
         check_junk(port)
+
+
+def test_tutorial_commands_are_the_examples() -> None:
+    """The chat tutorial runs nothing the example's docstring (and so the tests) does not."""
+    tutorial = ROOT / "docs" / "tutorial" / "chat.rst"
+    shown = [
+        line.strip()
+        for line in tutorial.read_text(encoding="utf-8").splitlines()
+        if line.startswith(" ") and line.strip().startswith(".venv/bin/")
+    ]
+    commands = docstring_commands(EXAMPLES / "chat.py")
+    assert [c for c in shown if not c.startswith(".venv/bin/pip ")] == commands
