@@ -22,6 +22,7 @@ PUBLIC = {
     "WebSocketError",
     "WebSocketMiddleware",
     "__version__",
+    "run",
 }
 
 

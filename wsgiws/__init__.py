@@ -26,6 +26,7 @@ from ._exceptions import (
 )
 from ._middleware import WebSocketMiddleware
 from ._options import Accept, AcceptHook, Endpoint, Handler
+from ._run import run
 
 __version__ = "0.1.0.dev0"
 
@@ -43,4 +44,5 @@ __all__ = [
     "WebSocketError",
     "WebSocketMiddleware",
     "__version__",
+    "run",
 ]
