@@ -10,7 +10,7 @@ the tests import it from the package instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, Callable
 
 import pytest
@@ -24,7 +24,9 @@ from wsgiws.testing import HandshakeRejected, TestClient
 USERS = {"alice-token": "alice", "bob-token": "bob"}
 
 
-def website(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+def website(
+    environ: MutableMapping[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes]:
     """The rest of the site: here, nothing but 404s."""
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"Not Found\n"]
@@ -37,9 +39,12 @@ def authenticate(request: webob.Request) -> None:
 
 
 def room(ws: WebSocket, name: str) -> None:
-    """Answer each message, signed with the user and the room; "bye" ends it."""
+    """Answer each text message, signed with the user and the room; "bye" ends it."""
     user = USERS[ws.request.headers["X-Token"]]
     for message in ws:
+        if not isinstance(message, str):
+            ws.close(1003, "text messages only")  # RFC 6455 §7.4.1: unacceptable data
+            return
         if message == "bye":
             ws.close(4000, f"goodbye, {user}")
             return
@@ -77,6 +82,14 @@ def test_the_handler_can_end_the_conversation(client: TestClient) -> None:
         with pytest.raises(ConnectionClosed) as closed:
             ws.receive(timeout=5)
     assert (closed.value.code, closed.value.reason) == (4000, "goodbye, bob")
+
+
+def test_binary_messages_are_refused(client: TestClient) -> None:
+    with client.connect("/rooms/lobby") as ws:
+        ws.send(b"\x00\x01")
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.receive(timeout=5)
+    assert closed.value.code == 1003
 
 
 def test_strangers_are_refused(client: TestClient) -> None:

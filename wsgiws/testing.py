@@ -88,8 +88,8 @@ __all__ = ["AppResponse", "HandshakeRejected", "TestClient", "TestWebSocket"]
 Data = Union[str, bytes]
 #: Request headers: a mapping, or name/value pairs (a name may repeat).
 HeadersArg = Union[Mapping[str, str], Iterable[tuple[str, str]]]
-#: A WSGI application (PEP 3333).
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+#: A WSGI application (PEP 3333): ``app(environ, start_response)``.
+WSGIApp = Callable[..., Iterable[bytes]]
 
 #: Seconds every wait of a connection is bounded by, unless ``connect`` says otherwise.
 DEFAULT_TIMEOUT = 10.0
@@ -99,10 +99,6 @@ _CHUNK = 65536
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 #: PEP 3333: these two request headers have environ keys without ``HTTP_``.
 _UNPREFIXED = {"CONTENT_TYPE", "CONTENT_LENGTH"}
-# A poll-based selector needs no file descriptor of its own (epoll does).
-_Selector: type[selectors.BaseSelector] = getattr(
-    selectors, "PollSelector", selectors.SelectSelector
-)
 
 
 @dataclass(frozen=True)
@@ -279,7 +275,9 @@ class TestWebSocket:
         self._call = call
         self._timeout = timeout
         self._on_close = on_close
-        self._selector = _Selector()
+        # Looked up now, not at import: under gevent's or eventlet's
+        # monkey-patching it is the green selector, which yields to the hub.
+        self._selector = selectors.DefaultSelector()
         self._selector.register(sock, selectors.EVENT_READ)
         self._lock = threading.RLock()
         self._messages: deque[Data] = deque()
@@ -694,6 +692,11 @@ class TestClient:
         deadline = time.monotonic() + timeout
         try:
             head, rest = _read_head(client, deadline)
+        except TimeoutError:
+            client.close()
+            raise TimeoutError(
+                f"the app neither upgraded {path} nor answered within {timeout}s"
+            ) from None
         except BaseException:
             client.close()
             raise
@@ -844,9 +847,23 @@ class TestClient:
             host=host,
             target=uri,
             subprotocols=list(subprotocols),
-            extensions=[PerMessageDeflate()] if compression else [],
+            extensions=[_BrowserDeflate()] if compression else [],
         )
         return environ, request
+
+
+class _BrowserDeflate(PerMessageDeflate):
+    """permessage-deflate offered as browsers offer it (RFC 7692 §7.1.2.2).
+
+    Chrome, Firefox and Safari send ``permessage-deflate;
+    client_max_window_bits``: any window for the server, and the client ready
+    for the window size the server picks for it. wsproto's own offer also
+    names ``server_max_window_bits=15``; the server then negotiates another
+    path than it does with browsers.
+    """
+
+    def offer(self) -> str:
+        return "client_max_window_bits"
 
 
 def _pairs(headers: HeadersArg | None) -> list[tuple[str, str]]:
@@ -874,7 +891,7 @@ def _read_head(sock: socket.socket, deadline: float) -> tuple[bytes | None, byte
     None and the bytes read when the other end closed first.
     """
     data = b""
-    with _Selector() as selector:
+    with selectors.DefaultSelector() as selector:
         selector.register(sock, selectors.EVENT_READ)
         while True:
             end = data.find(b"\r\n\r\n")
@@ -882,7 +899,7 @@ def _read_head(sock: socket.socket, deadline: float) -> tuple[bytes | None, byte
                 return data[: end + 4], data[end + 4 :]
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not selector.select(remaining):
-                raise TimeoutError("the app neither upgraded the connection nor answered in time")
+                raise TimeoutError("no HTTP response head in time")
             try:
                 chunk = sock.recv(_CHUNK)
             except (BlockingIOError, InterruptedError):
