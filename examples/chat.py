@@ -33,8 +33,7 @@ import re
 import threading
 from pathlib import Path
 
-from werkzeug.serving import make_server
-
+import wsgiws
 from wsgiws import ConnectionClosed, Endpoint, WebSocket, WebSocketMiddleware
 
 PAGE = Path(__file__).with_name("chat.html").read_bytes()
@@ -131,9 +130,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     args = parser.parse_args()
-    server = make_server(args.host, args.port, application, threaded=True)
-    print(f"Serving the chat on http://{args.host}:{server.port}/?room=lobby", flush=True)
-    server.serve_forever()
+    wsgiws.run(application, args.host, args.port)
 
 
 if __name__ == "__main__":
