@@ -20,7 +20,7 @@ workers, two chatters in the same room could land in different processes and
 never see each other (that takes a broker shared by the workers, such as Redis).
 """
 
-# The chat room (from MAX_NAME to broadcast) is the same in chat_flask.py,
+# The chat room (from MAX_NAME to forward) is the same in chat_flask.py,
 # chat_bottle.py and chat_pyramid.py: each example is self-contained on purpose.
 
 from __future__ import annotations
