@@ -123,9 +123,9 @@ def load(spec: str) -> Any:
                 f"no module named {exc.name!r} (run from the directory that holds it, or give "
                 "the path of its .py file)"
             ) from None
-        _user_error(exc, module_name)
+        _user_error(exc, module_part)
     except Exception as exc:
-        _user_error(exc, module_name)
+        _user_error(exc, module_part)
     names = [name] if name else ["app", "application"]
     for candidate in names:
         app = module
@@ -200,7 +200,7 @@ def _user_error(exc: BaseException, module: str) -> NoReturn:
     while tb is not None and _is_ours(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     traceback.print_exception(type(exc), exc, tb)
-    _fail(f"importing {module!r} raised {type(exc).__name__} (traceback above)")
+    _fail(f"importing {module} raised {type(exc).__name__} (traceback above)")
 
 
 def _is_ours(filename: str) -> bool:

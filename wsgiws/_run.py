@@ -62,8 +62,8 @@ _MODULES = {
 _LABELS = {
     "gevent": "gevent.pywsgi",
     "eventlet": "eventlet.wsgi",
-    "gunicorn": f"gunicorn (1 worker, gthread, {GUNICORN_THREADS} threads)",
-    "werkzeug": "the Werkzeug development server (threaded)",
+    "gunicorn": f"gunicorn, one gthread worker of {GUNICORN_THREADS} threads",
+    "werkzeug": "the threaded Werkzeug development server",
 }
 _PATCH_ADVICE = {
     "gevent": "call gevent.monkey.patch_all() before importing anything else",
@@ -305,12 +305,20 @@ def listen(host: str, port: int) -> socket.socket:
         )[0]
         return socket.create_server(address, family=family, backlog=1024)
     except socket.gaierror as exc:
-        raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from None
+        raise _ListenError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from None
     except OSError as exc:
-        why = exc.strerror or str(exc)
+        # Not exc.strerror: create_server appends the address to it.
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
         if exc.errno == errno.EADDRINUSE:
             why += " (another server listens there: stop it, or choose another port)"
-        raise OSError(exc.errno, f"cannot listen on {where}: {why}") from None
+        raise _ListenError(exc.errno, f"cannot listen on {where}: {why}") from None
+
+
+class _ListenError(OSError):
+    """An OSError whose message is the whole story (no "[Errno N]" in front)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def _url_host(host: str) -> str:
