@@ -214,11 +214,17 @@ class Protocol:
             # application may be answering, come first. The failure happens at
             # the next next_message() that finds no message (or fail_pending());
             # meanwhile the stream is parsed no further.
+            reason = event.reason or ""
+            if event.code == CloseReason.MESSAGE_TOO_BIG and self.max_message_size is not None:
+                # Only our permessage-deflate extension fails with 1009, when a
+                # message decompresses past the limit; wsproto then says
+                # "error in extension". Say what an uncompressed message gets.
+                reason = f"message larger than {self.max_message_size} bytes"
             if self.state is State.OPEN:
-                self._pending_failure = (event.code, event.reason or "")
+                self._pending_failure = (event.code, reason)
                 self._parse_failed = True
             else:
-                self._fail(event.code, event.reason or "", wait_for_peer=False)
+                self._fail(event.code, reason, wait_for_peer=False)
             return
         self.close_received = True
         if self.state is State.OPEN:

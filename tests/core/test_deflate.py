@@ -792,3 +792,14 @@ def test_data_after_bfinal_referring_back_fails_with_1007() -> None:
     first = b"0123456789abcdef" * 20
     payload = one_shot(first) + one_shot(first, zdict=first)
     assert close_codes(feed(Pair().server, mask_frame(BINARY, payload, rsv=RSV1))) == [1007]
+
+
+def test_a_compressed_message_over_the_limit_closes_saying_so() -> None:
+    """The Close names the limit, as uncompressed ones do, not wsproto's "error in extension"."""
+    from wsgiws._protocol import Protocol
+
+    _, extension = negotiate(Deflate(), "permessage-deflate", max_message_size=1000)
+    protocol = Protocol(max_message_size=1000, extensions=[extension])
+    protocol.receive_data(mask_frame(BINARY, bomb(1 << 20), rsv=RSV1))
+    assert protocol.next_message() is None
+    assert protocol.sent_close == (1009, "message larger than 1000 bytes")
