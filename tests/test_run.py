@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -62,6 +63,13 @@ PATCHED_SOCKET = {
 #: gevent and eventlet kill their handlers' greenlets at shutdown: wsgiws closes with 1001.
 #: Werkzeug's daemon threads and gunicorn's killed worker just vanish (no close frame).
 GOING_AWAY = {"gevent": 1001, "eventlet": 1001, "gunicorn": None, "werkzeug": None}
+
+
+def need(*packages: str) -> None:
+    """Skip unless every one of ``packages`` is installed here (and so in the launched process)."""
+    for package in packages:
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} is not installed (pip install -e '.[test]')")
 
 
 def _die_with_parent() -> None:
@@ -203,6 +211,7 @@ def test_help() -> None:
 
 @pytest.mark.parametrize("server", list(LABELS))
 def test_cli_serves_on_the_server_asked_for(launch: Callable[..., Launched], server: str) -> None:
+    need(server)
     launched = launch("-m", "wsgiws", ECHO, "--port", "0", "--server", server)
     line = launched.line()
     assert line.group(2) == LABELS[server]
@@ -217,6 +226,7 @@ def test_cli_serves_on_the_server_asked_for(launch: Callable[..., Launched], ser
 
 
 def test_cli_auto_picks_gevent_and_patches_first(launch: Callable[..., Launched]) -> None:
+    need("gevent")
     # A dotted module name this time, and Ctrl-C (SIGINT to the process group) to stop.
     launched = launch("-m", "wsgiws", "tests.run_apps.echo:app", "--port", "0")
     line = launched.line()
@@ -242,6 +252,7 @@ def test_cli_auto_picks_gevent_and_patches_first(launch: Callable[..., Launched]
 def test_cli_auto_falls_back(
     launch: Callable[..., Launched], hide: tuple[str, ...], server: str, reason: str
 ) -> None:
+    need(server)
     launched = launch("-m", "wsgiws", ECHO, "--port", "0", hide=hide)
     line = launched.line()
     assert line.group(2) == LABELS[server]
@@ -286,6 +297,7 @@ def test_run_from_a_program(
     reason: str,
     warns: bool,
 ) -> None:
+    need(server, *args[1:], *(["gevent"] if args == ("auto",) else []))  # its reason names gevent
     launched = launch(SCRIPT, *args)
     line = launched.line()
     assert (line.group(2), line.group(3)) == (LABELS[server], reason)
@@ -395,6 +407,7 @@ def test_run_unknown_server_raises() -> None:
 
 
 def test_run_busy_port_raises(busy_port: int) -> None:
+    need("werkzeug")
     with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{busy_port}") as raised:
         wsgiws.run(_app, port=busy_port, server="werkzeug")
     assert raised.value.errno == errno.EADDRINUSE
