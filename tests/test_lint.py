@@ -22,6 +22,12 @@ def test_mypy_strict() -> None:
     run(sys.executable, "-m", "mypy", "--strict")
 
 
+def test_users_annotated_code_type_checks() -> None:
+    """WSGI apps annotated as PEP 3333 and typeshed say (a ``dict`` environ) are accepted."""
+    pytest.importorskip("mypy", reason="mypy is not installed (pip install -e '.[test]')")
+    run(sys.executable, "-m", "mypy", "--strict", "tests/typing/user_code.py")
+
+
 @pytest.mark.parametrize("check", [("check",), ("format", "--check")])
 def test_ruff(check: tuple[str, ...]) -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")

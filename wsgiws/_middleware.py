@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable
 
 from ._deflate import Deflate
@@ -16,7 +16,9 @@ from ._upgrade import serve
 
 __all__ = ["WebSocketMiddleware"]
 
-WSGIApp = Callable[[MutableMapping[str, Any], StartResponse], Iterable[bytes]]
+#: A WSGI application. PEP 3333 makes the environ a built-in ``dict``, and so
+#: does typeshed (``wsgiref.types``): an app annotated that way is accepted.
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class WebSocketMiddleware:
@@ -123,9 +125,7 @@ class WebSocketMiddleware:
         """The handler of each path (or path pattern)."""
         return {route.pattern: route.target[0] for route in self._router.routes}
 
-    def __call__(
-        self, environ: MutableMapping[str, Any], start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         found = self._router.match(_path(environ))
         if found is None or not is_handshake(environ):
             return self.app(environ, start_response)
