@@ -235,6 +235,19 @@ def test_cli_auto_picks_gevent_and_patches_first(launch: Callable[..., Launched]
     check_serves(launched, "gevent", signal.SIGINT)
 
 
+def test_cli_takes_application_before_app(launch: Callable[..., Launched]) -> None:
+    """examples/echo.py has ``app`` (the plain app) and ``application`` (it wrapped): the
+    WebSocket must be served, as gunicorn would serve it by default."""
+    need("werkzeug")
+    launched = launch("-m", "wsgiws", "examples/echo.py", "--port", "0", "--server", "werkzeug")
+    port = launched.port
+    url = f"ws://127.0.0.1:{port}/echo"
+    with connect(url, open_timeout=timeout(20), close_timeout=timeout(10)) as ws:
+        ws.send("which app?")
+        assert ws.recv(timeout=timeout(10)) == "which app?"
+    assert launched.stop() == 0, launched.output()
+
+
 @pytest.mark.parametrize(
     ("hide", "server", "reason"),
     [
@@ -339,7 +352,7 @@ def busy_port() -> Iterator[int]:
         (("no_such_module_here:app",), (), "no module named 'no_such_module_here'"),
         (("tests/run_apps/no_such_file.py",), (), "no such file: tests/run_apps/no_such_file.py"),
         (("tests.run_apps.echo:nope",), (), "module 'tests.run_apps.echo' has no attribute 'nope'"),
-        (("tests.run_apps.noapp",), (), "module 'tests.run_apps.noapp' has neither 'app' nor"),
+        (("tests.run_apps.noapp",), (), "module 'tests.run_apps.noapp' has neither 'application'"),
         (("tests.run_apps.noapp:wsgi",), (), "tests.run_apps.noapp:wsgi is a NoneType, not a WSGI"),
         ((ECHO, "--server", "nope"), (), "argument --server: invalid choice: 'nope'"),
         ((ECHO, "--port", "70000"), (), "argument --port: not a port number"),

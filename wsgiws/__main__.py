@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE:APP",
         help=(
             "the module (a dotted name, or the path of a .py file) and the name of the WSGI "
-            "application in it; without :APP, 'app', then 'application'"
+            "application in it; without :APP, 'application', then 'app'"
         ),
     )
     parser.add_argument(
@@ -126,7 +126,9 @@ def load(spec: str) -> Any:
         _user_error(exc, module_part)
     except Exception as exc:
         _user_error(exc, module_part)
-    names = [name] if name else ["app", "application"]
+    # 'application' first: gunicorn's default name, and the usual one for the
+    # wrapped app in a module whose 'app' is the plain app it wraps.
+    names = [name] if name else ["application", "app"]
     for candidate in names:
         app = module
         try:
@@ -139,7 +141,7 @@ def load(spec: str) -> Any:
     if name:
         raise _Error(f"module {module_name!r} has no attribute {name!r}")
     raise _Error(
-        f"module {module_name!r} has neither 'app' nor 'application': name the WSGI "
+        f"module {module_name!r} has neither 'application' nor 'app': name the WSGI "
         f"application as {module_part}:NAME"
     )
 
