@@ -6,6 +6,7 @@ Shared by the middleware and the framework integrations, which all hand an
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,11 +21,13 @@ from ._handshake import OriginRule, SubprotocolSelector
 __all__ = [
     "DEFAULT_COMPRESSION",
     "INHERIT",
+    "OPTION_NAMES",
     "Accept",
     "AcceptHook",
     "Endpoint",
     "Handler",
     "Options",
+    "check_option_names",
 ]
 
 #: A WebSocket handler: called with the connection (and the parameters of its
@@ -173,3 +176,15 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"Endpoint({self.handler!r}, {self.options!r})"
+
+
+#: The names of the protocol options (the keyword arguments of
+#: :class:`~wsgiws.WebSocketMiddleware` and :class:`Endpoint`).
+OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(Options))
+
+
+def check_option_names(options: Iterable[str], where: str = "") -> None:
+    """Raise TypeError naming any of ``options`` that is not a protocol option."""
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"{where}unknown WebSocket option(s): {', '.join(unknown)}")

@@ -30,7 +30,7 @@ from ._handshake import Handshake, accept
 from ._options import Accept, AcceptHook, Options
 from ._servers import ADAPTERS, StartResponse, find_adapter
 
-__all__ = ["Answer", "serve"]
+__all__ = ["Answer", "plain", "serve", "upgrade_required"]
 
 log = logging.getLogger("wsgiws")
 
@@ -196,6 +196,25 @@ def _server_error(request: webob.Request, why: str) -> Answer:
     """Answer 500 for a bug in the application's own hook; log it with the traceback."""
     log.exception("WebSocket handshake for %s failed: %s; answering 500", request.path_info, why)
     return plain("500 Internal Server Error", "WebSocket handshake failed")
+
+
+def upgrade_required(environ: Mapping[str, Any]) -> Answer:
+    """``426 Upgrade Required`` for a request to a WebSocket route that is no handshake.
+
+    What the framework integrations answer a plain ``GET`` of a WebSocket
+    route. RFC 9110 §15.5.22 asks for an ``Upgrade`` header naming the
+    protocol, and §7.8 for the ``Connection: Upgrade`` that goes with it. Both
+    are hop-by-hop headers, which PEP 3333 lets a server refuse (waitress and
+    wsgiref answer 500 instead): they are sent only on the servers wsgiws
+    supports, which pass them on.
+    """
+    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+    return plain(
+        "426 Upgrade Required",
+        f"{environ.get('PATH_INFO') or '/'} is a WebSocket endpoint: "
+        "connect with a WebSocket client",
+        headers if find_adapter(environ) is not None else (),
+    )
 
 
 def plain(status: str, text: str, headers: Iterable[tuple[str, str]] = ()) -> Answer:

@@ -33,15 +33,13 @@ from typing import Any, Callable
 import bottle  # type: ignore[import-untyped]
 
 from ._handshake import is_handshake
-from ._options import Options
-from ._servers import find_adapter
-from ._upgrade import Answer, plain, serve
+from ._options import Options, check_option_names
+from ._upgrade import serve, upgrade_required
 
 __all__ = ["WebSocketPlugin"]
 
 #: The route configuration key that marks a WebSocket route.
 KEY = "websocket"
-_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(Options))
 
 
 class WebSocketPlugin:
@@ -75,9 +73,7 @@ class WebSocketPlugin:
     api = 2
 
     def __init__(self, **options: Any) -> None:
-        unknown = sorted(set(options) - _OPTION_NAMES)
-        if unknown:
-            raise TypeError(f"unknown WebSocket option(s): {', '.join(unknown)}")
+        check_option_names(options)
         #: The options of every WebSocket route, unless the route overrides them.
         self.options = Options(**options)
 
@@ -97,7 +93,7 @@ class WebSocketPlugin:
         def upgrade(*args: Any, **params: Any) -> Any:
             environ = bottle.request.environ
             if not is_handshake(environ):
-                answer = _upgrade_required(environ)
+                answer = upgrade_required(environ)
             else:
                 target = (
                     functools.partial(callback, *args, **params) if args or params else callback
@@ -122,27 +118,5 @@ class WebSocketPlugin:
         given = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
         if not given and not flag:
             return None
-        unknown = sorted(set(given) - _OPTION_NAMES)
-        if unknown:
-            raise TypeError(
-                f"route {route.rule!r}: unknown WebSocket option(s): {', '.join(unknown)}"
-            )
+        check_option_names(given, f"route {route.rule!r}: ")
         return dataclasses.replace(self.options, **given)
-
-
-def _upgrade_required(environ: Mapping[str, Any]) -> Answer:
-    """``426 Upgrade Required`` for a request to a WebSocket route that is no handshake.
-
-    RFC 9110 §15.5.22 asks for an ``Upgrade`` header naming the protocol, and
-    §7.8 for the ``Connection: Upgrade`` that goes with it. Both are hop-by-hop
-    headers, which PEP 3333 lets a server refuse (waitress and wsgiref answer
-    500 instead): they are sent only on the servers wsgiws supports, which pass
-    them on.
-    """
-    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
-    return plain(
-        "426 Upgrade Required",
-        f"{environ.get('PATH_INFO') or '/'} is a WebSocket endpoint: "
-        "connect with a WebSocket client",
-        headers if find_adapter(environ) is not None else (),
-    )

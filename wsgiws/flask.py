@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -36,16 +35,14 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from ._handshake import is_handshake
-from ._options import Options
-from ._servers import find_adapter
-from ._upgrade import Answer, plain, serve
+from ._options import OPTION_NAMES, Options
+from ._upgrade import serve, upgrade_required
 
 __all__ = ["WebSockets"]
 
 H = TypeVar("H", bound=Callable[..., Any])
 
 #: The keyword arguments that are protocol options (those of WebSocketMiddleware).
-_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(Options))
 
 
 class WebSockets:
@@ -158,7 +155,7 @@ def _add_rules(
 
 
 def _only_options(given: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in given.items() if k in _OPTION_NAMES}
+    return {k: v for k, v in given.items() if k in OPTION_NAMES}
 
 
 def _view(handler: Callable[..., Any], options: Options) -> Callable[..., Response]:
@@ -168,7 +165,7 @@ def _view(handler: Callable[..., Any], options: Options) -> Callable[..., Respon
     def view(**params: Any) -> Response:
         environ = request.environ
         if not is_handshake(environ):
-            answer = _upgrade_required(environ)
+            answer = upgrade_required(environ)
         else:
             target = functools.partial(handler, **params) if params else handler
             answer = serve(environ, target, options)
@@ -190,21 +187,3 @@ def _view(handler: Callable[..., Any], options: Options) -> Callable[..., Respon
         return response
 
     return view
-
-
-def _upgrade_required(environ: Mapping[str, Any]) -> Answer:
-    """``426 Upgrade Required`` for a request to a WebSocket route that is no handshake.
-
-    RFC 9110 §15.5.22 asks for an ``Upgrade`` header naming the protocol, and
-    §7.8 for the ``Connection: Upgrade`` that goes with it. Both are hop-by-hop
-    headers, which PEP 3333 lets a server refuse (waitress and wsgiref answer
-    500 instead): they are sent only on the servers wsgiws supports, which pass
-    them on.
-    """
-    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
-    return plain(
-        "426 Upgrade Required",
-        f"{environ.get('PATH_INFO') or '/'} is a WebSocket endpoint: "
-        "connect with a WebSocket client",
-        headers if find_adapter(environ) is not None else (),
-    )

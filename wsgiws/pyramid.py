@@ -39,7 +39,6 @@ Requires Pyramid 2.0 or later; importing this module imports Pyramid.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any, Callable
 
 # Pyramid ships no type information (no py.typed): it is Any to mypy.
@@ -47,9 +46,8 @@ from pyramid.exceptions import PredicateMismatch  # type: ignore[import-untyped]
 from pyramid.response import Response  # type: ignore[import-untyped]
 
 from ._handshake import is_handshake
-from ._options import Options
-from ._servers import find_adapter
-from ._upgrade import Answer, plain, serve
+from ._options import OPTION_NAMES, Options, check_option_names
+from ._upgrade import Answer, serve, upgrade_required
 
 __all__ = ["WebSocketPredicate", "add_websocket_view", "includeme", "set_websocket_options"]
 
@@ -57,7 +55,6 @@ __all__ = ["WebSocketPredicate", "add_websocket_view", "includeme", "set_websock
 OPTIONS_KEY = "wsgiws.options"
 #: The routes that got the 426 exception view, per registry.
 _UPGRADE_ROUTES_KEY = "wsgiws.upgrade_routes"
-_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(Options))
 _DEFAULTS = Options()
 
 
@@ -95,7 +92,7 @@ def set_websocket_options(config: Any, **options: Any) -> None:
     options override these. An invalid value raises here. Called twice in
     one configuration scope it is a conflict, as Pyramid's own settings are.
     """
-    _check_names(options)
+    check_option_names(options)
     validated = Options(**options)
 
     def register() -> None:
@@ -122,7 +119,7 @@ def add_websocket_view(
         raise TypeError(f"the WebSocket handler {view!r} is not callable")
     if "websocket" in kw:
         raise TypeError("a WebSocket view sets the websocket predicate itself")
-    overrides = {name: kw.pop(name) for name in list(kw) if name in _OPTION_NAMES}
+    overrides = {name: kw.pop(name) for name in list(kw) if name in OPTION_NAMES}
     Options(**overrides)  # fail now, not at the first handshake, on a bad value
 
     def websocket_view(request: Any) -> Any:
@@ -151,40 +148,16 @@ def add_websocket_view(
         if route_name not in routes:
             routes.add(route_name)
             config.add_exception_view(
-                _upgrade_required_view,
+                __upgrade_required_view,
                 context=PredicateMismatch,
                 route_name=route_name,
                 websocket=False,
             )
 
 
-def _upgrade_required_view(context: Any, request: Any) -> Any:
-    return _response(_upgrade_required(request.environ))
-
-
-def _check_names(options: Mapping[str, Any]) -> None:
-    unknown = sorted(set(options) - _OPTION_NAMES)
-    if unknown:
-        raise TypeError(f"unknown WebSocket option(s): {', '.join(unknown)}")
+def __upgrade_required_view(context: Any, request: Any) -> Any:
+    return _response(upgrade_required(request.environ))
 
 
 def _response(answer: Answer) -> Any:
     return Response(body=answer.body, status=answer.status, headerlist=list(answer.headers))
-
-
-def _upgrade_required(environ: Mapping[str, Any]) -> Answer:
-    """``426 Upgrade Required`` for a request to a WebSocket route that is no handshake.
-
-    RFC 9110 §15.5.22 asks for an ``Upgrade`` header naming the protocol, and
-    §7.8 for the ``Connection: Upgrade`` that goes with it. Both are hop-by-hop
-    headers, which PEP 3333 lets a server refuse (waitress and wsgiref answer
-    500 instead): they are sent only on the servers wsgiws supports, which pass
-    them on.
-    """
-    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
-    return plain(
-        "426 Upgrade Required",
-        f"{environ.get('PATH_INFO') or '/'} is a WebSocket endpoint: "
-        "connect with a WebSocket client",
-        headers if find_adapter(environ) is not None else (),
-    )
