@@ -319,6 +319,8 @@ def test_echo(front, kind, size):
 
 
 def test_first_frames_sent_with_the_handshake_arrive(front):
+    """nginx holds frames sent with the handshake and relays them after the 101 (so this
+    checks nginx, as the how-to claims; test_echo.py checks the server's read buffer)."""
     _scenarios.pipelined_first_frame(front, "/echo")
 
 
