@@ -13,36 +13,15 @@ pytest.importorskip("pyramid", reason="Pyramid is in the test extra: pip install
 from pyramid.config import Configurator
 from pyramid.events import NewResponse
 from pyramid.response import Response
-from pyramid.security import Allowed, Denied
 from pyramid.session import SignedCookieSessionFactory
 
 from tests.core._peer import mask_frame
+from tests.live.frameworks.pyramid_native import CookiePolicy
 from wsgiws import WebSocket
 from wsgiws.pyramid import WebSocketPredicate
 
 from ._wsgi import Upgrade
 from ._wsgi import request as http
-
-
-class CookiePolicy:
-    """Identity from the ``user`` cookie; only alice has the ``chat`` permission."""
-
-    def identity(self, request: Any) -> str | None:
-        return request.cookies.get("user")  # type: ignore[no-any-return]
-
-    def authenticated_userid(self, request: Any) -> str | None:
-        return self.identity(request)
-
-    def permits(self, request: Any, context: Any, permission: str) -> Any:
-        if permission == "chat" and self.identity(request) == "alice":
-            return Allowed("alice may chat")
-        return Denied(f"{self.identity(request)!r} may not {permission}")
-
-    def remember(self, request: Any, userid: str, **kw: Any) -> list[Any]:
-        return []
-
-    def forget(self, request: Any, **kw: Any) -> list[Any]:
-        return []
 
 
 def room(ws: WebSocket) -> None:
