@@ -7,7 +7,6 @@ the server.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -82,35 +81,3 @@ def test_tutorial_commands_are_the_examples() -> None:
     ]
     commands = docstring_commands(EXAMPLES / "chat.py")
     assert [c for c in shown if not c.startswith(".venv/bin/pip ")] == commands
-
-
-def _room_code(example: Path) -> dict[str, str]:
-    """The chat room's definitions in ``example``, normalised (no decorators or docstrings)."""
-    tree = ast.parse(example.read_text(encoding="utf-8"))
-    found: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name in (
-            "chat",
-            "parse",
-            "broadcast",
-            "forward",
-        ):
-            body = node.body[1:]  # the docstring may name the framework
-            # Pyramid's handler takes the room from the route's matchdict.
-            if node.name == "chat" and ast.unparse(body[0]).startswith("room = ws.request"):
-                body = body[1:]
-            found[node.name] = "\n".join(ast.unparse(statement) for statement in body)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
-            name = ast.unparse(target)
-            if name in ("(MAX_NAME, MAX_TEXT)", "ROOM", "OUTBOX", "rooms", "rooms_lock"):
-                found[name] = ast.unparse(node)
-    return found
-
-
-@pytest.mark.parametrize("name", ["chat_flask.py", "chat_bottle.py", "chat_pyramid.py"])
-def test_framework_chats_share_the_room_code(name: str) -> None:
-    """The framework chats copy chat.py's room as is: a fix there is a fix in each of them."""
-    expected = _room_code(EXAMPLES / "chat.py")
-    assert len(expected) == 9
-    assert _room_code(EXAMPLES / name) == expected
