@@ -79,13 +79,11 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import ProtocolError
 
 from ._exceptions import ConnectionClosed, WebSocketError
-from ._protocol import NORMAL_CLOSE_CODES
+from ._protocol import NORMAL_CLOSE_CODES, Data
 from ._servers.inprocess import SOCKET_KEY
 
 __all__ = ["AppResponse", "HandshakeRejected", "TestClient", "TestWebSocket"]
 
-#: A message: ``str`` for text, ``bytes`` for binary.
-Data = Union[str, bytes]
 #: Request headers: a mapping, or name/value pairs (a name may repeat).
 HeadersArg = Union[Mapping[str, str], Iterable[tuple[str, str]]]
 #: A WSGI application (PEP 3333): ``app(environ, start_response)``.
@@ -95,7 +93,7 @@ WSGIApp = Callable[..., Iterable[bytes]]
 DEFAULT_TIMEOUT = 10.0
 #: Bytes asked of the socket per read, and written per send.
 _CHUNK = 65536
-#: The handshake headers the client builds itself (a test may replace them).
+#: The ``wsgi.url_scheme`` of each scheme ``base_url`` may have.
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 #: PEP 3333: these two request headers have environ keys without ``HTTP_``.
 _UNPREFIXED = {"CONTENT_TYPE", "CONTENT_LENGTH"}
