@@ -39,7 +39,8 @@ def python_apply_mask(data: _Data, mask: bytes, offset: int = 0) -> bytes:
     ``mask`` must be 4 bytes long, else :class:`ValueError`; ``offset`` is any
     integer (negative ones too: only ``offset % 4`` matters).
     """
-    mask = bytes(mask)
+    # memoryview, not bytes(mask): bytes(4) would be four zero bytes.
+    mask = bytes(memoryview(mask).cast("B"))
     if len(mask) != 4:
         raise ValueError(f"mask must be 4 bytes, not {len(mask)}")
     shift = operator.index(offset) % 4
