@@ -65,8 +65,12 @@ def test_rfc_example(unmask: Unmask) -> None:
     assert unmask(b"Hello", MASK) == bytes.fromhex("7f9f4d5158")
 
 
+# Both of python_apply_mask's methods: it changes at 512 bytes.
+PAYLOADS = st.one_of(st.binary(max_size=300), st.binary(min_size=500, max_size=1200))
+
+
 @given(
-    data=st.binary(max_size=300),
+    data=PAYLOADS,
     mask=st.binary(min_size=4, max_size=4),
     offset=st.integers(min_value=0, max_value=7),
 )
@@ -76,8 +80,9 @@ def test_random_inputs_match_the_reference(
     assert unmask(data, mask, offset) == reference(data, mask, offset)
 
 
-# Around the 8-byte word and the 64 KiB GIL threshold, and one large frame.
-SIZES = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 23, 24, 25]
+# Around the C loop's 8-byte word and 64 KiB GIL threshold, and a large frame.
+# python_apply_mask changes method at 512 bytes.
+SIZES = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 23, 24, 25, 511, 512, 513]
 SIZES += [65535, 65536, 65537, 65543, 65544, 65545, 1 << 20, (1 << 20) + 5]
 
 
@@ -124,9 +129,9 @@ def test_offset_is_taken_mod_4(unmask: Unmask, offset: int) -> None:
 
 
 @given(
-    data=st.binary(max_size=300),
+    data=PAYLOADS,
     mask=st.binary(min_size=4, max_size=4),
-    cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=6),
+    cuts=st.lists(st.integers(min_value=0, max_value=1200), max_size=6),
 )
 def test_chunked_equals_whole(unmask: Unmask, data: bytes, mask: bytes, cuts: list[int]) -> None:
     # A payload unmasked as it arrives, each piece at the count of bytes before it.
