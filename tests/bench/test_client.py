@@ -59,7 +59,9 @@ class EchoServer:
     connection has one byte changed); ``short`` (the 10th echo lacks its last
     byte); ``close`` (Close 1011 "boom" instead of the 5th echo); ``stall``
     (handshake, then silence); ``silent`` (no handshake answer); ``reject``
-    (400 to the handshake); ``bad-accept`` (a 101 with a wrong accept value).
+    (400 to the handshake); ``bad-accept`` (a 101 with a wrong accept value);
+    ``three`` (the first three connections accepted are served, the others
+    get no handshake answer).
     """
 
     def __init__(self, behaviour: str = "echo") -> None:
@@ -69,6 +71,7 @@ class EchoServer:
         self.port = self.listener.getsockname()[1]
         self.endpoint = Endpoint("127.0.0.1", self.port, "/echo")
         self.lock = threading.Lock()
+        self.accepted = 0
         self.messages = 0
         self.upgraded = 0
         self.open = 0
@@ -90,18 +93,20 @@ class EchoServer:
                 continue
             except OSError:
                 return
-            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            self.accepted += 1
+            silent = self.behaviour == "three" and self.accepted > 3
+            thread = threading.Thread(target=self._serve, args=(sock, silent), daemon=True)
             self.threads.append(thread)
             thread.start()
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _serve(self, sock: socket.socket, silent: bool) -> None:
         sock.settimeout(0.2)
         # Fragments go out as separate writes: without this, Nagle's algorithm
         # holds the second until the client's delayed ACK (40 ms on Linux).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with sock:
             try:
-                self._converse(sock)
+                self._converse(sock, silent)
             except ConnectionResetError:
                 with self.lock:
                     self.resets += 1
@@ -119,7 +124,7 @@ class EchoServer:
                 continue
         return None
 
-    def _converse(self, sock: socket.socket) -> None:
+    def _converse(self, sock: socket.socket, silent: bool) -> None:
         ws = WSConnection(ConnectionType.SERVER)
         parts: list[Any] = []
         count = 0
@@ -132,7 +137,7 @@ class EchoServer:
                 ws.receive_data(data)
                 for event in ws.events():
                     if isinstance(event, Request):
-                        if self.behaviour == "silent":
+                        if silent or self.behaviour == "silent":
                             continue
                         if self.behaviour == "reject":
                             sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
@@ -421,7 +426,7 @@ def _run_idle(ep: Endpoint) -> object:
         ("silent", _run_roundtrips, "timed out during the handshake"),
         ("stall", _run_concurrent, "timed out during the warm-up round trips"),
         ("silent", _run_handshakes, "timed out during the measured loop"),
-        ("silent", _run_idle, "timed out during the handshakes (0 connections open)"),
+        ("silent", _run_idle, "timed out during the handshakes (0 of 5 connections open)"),
     ],
     ids=["roundtrips-stall", "roundtrips-silent", "concurrent-stall", "handshakes", "idle"],
 )
@@ -450,15 +455,24 @@ def test_a_silent_server_fails_within_the_bound(
     assert message in str(outcome[0])
 
 
-def test_idle_says_how_many_were_open(echo_server: Callable[..., EchoServer]) -> None:
-    server = echo_server()
-    server.listener.close()  # refused from the first connection on
-    refused = r"ConnectionRefusedError during the handshakes \(0 connections open\)"
+def test_idle_says_how_many_were_open(
+    echo_server: Callable[..., EchoServer], short_margin: float
+) -> None:
+    server = echo_server("three")
     with (
-        pytest.raises(BenchError, match=refused),
-        idle(server.endpoint, connections=5, max_seconds=timeout(5)),
+        pytest.raises(BenchError, match=r"timed out during the handshakes \(3 of 10 connections"),
+        idle(server.endpoint, connections=10, max_seconds=0.2),
     ):
         pass
+    # A port bound but not listening: every connection is refused.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused = r"ConnectionRefusedError during the handshakes \(0 of 5 connections open\)"
+        with (
+            pytest.raises(BenchError, match=refused),
+            idle(Endpoint("127.0.0.1", closed.getsockname()[1]), connections=5, max_seconds=5),
+        ):
+            pass
 
 
 @pytest.mark.parametrize("host", ["10.1.2.3", "example.com", "0.0.0.0", "192.168.0.1"])
