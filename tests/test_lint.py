@@ -33,4 +33,4 @@ def test_ruff(check: tuple[str, ...]) -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
-    run(ruff, *check, "wsgiws", "tests", "examples")
+    run(ruff, *check, "wsgiws", "tests", "examples", "bench")
