@@ -681,6 +681,8 @@ class _Decoder:
     done: bool = False
     #: ``choose(kind)`` -> 0 or 1 at a point where two outcomes are acceptable.
     choose: Any = None
+    #: See :func:`frame_oracle`.
+    limit_at_header: bool = True
 
     def outcome(self) -> Outcome:
         return Outcome(
@@ -719,8 +721,15 @@ def _utf8_scan(decoder: Any, data: bytes, final: bool) -> int | None:
     return None
 
 
-def frame_oracle(data: bytes, limit: int | None = None, *, eof: bool = False) -> Verdict:
+def frame_oracle(
+    data: bytes, limit: int | None = None, *, eof: bool = False, limit_at_header: bool = True
+) -> Verdict:
     """What a server must make of the client bytes ``data`` (then EOF if ``eof``).
+
+    ``limit_at_header``: the server starts the closing handshake with 1009 as soon
+    as a data frame's header says the message will exceed ``limit`` (wsgiws's own
+    codec), rather than once the payload past the limit arrives (wsproto, used on
+    permessage-deflate connections). Both are allowed; each server is exact.
 
     The stream is read frame by frame. A defect fails the connection with 1002
     (framing, §5.2-5.5), 1007 (invalid UTF-8 in a text message or a close
@@ -749,7 +758,7 @@ def frame_oracle(data: bytes, limit: int | None = None, *, eof: bool = False) ->
             _seen.append(0)
             return 0
 
-        dec = _Decoder(limit, choose=choose)
+        dec = _Decoder(limit, choose=choose, limit_at_header=limit_at_header)
         _run(dec, data)
         if eof and dec.state != "CLOSED":
             dec.state, dec.close_code = "CLOSED", 1006
@@ -811,6 +820,14 @@ def _run(dec: _Decoder, data: bytes) -> None:
                 return
             dec.fail(1002)
             return
+        so_far = dec.frag_size if opcode == CONT else 0
+        if (
+            dec.limit_at_header
+            and dec.state == "OPEN"
+            and dec.limit is not None
+            and so_far + length > dec.limit
+        ):
+            dec.too_big()  # the rest of the message is still parsed, and discarded
         if available == 0 and length > 0:
             return
         if opcode != CONT:

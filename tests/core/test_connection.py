@@ -12,13 +12,15 @@ import webob
 from wsproto.events import CloseConnection, Ping, Pong
 
 from tests.conftest import timeout
+from tests.core._engines import ENGINES, engine_extensions
 from tests.core._peer import Peer, mask_frame
 from wsgiws import ConnectionClosed, WebSocket
 from wsgiws._concurrency import THREADS
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[WebSocket, Peer]]:
+@pytest.fixture(params=ENGINES)
+def pair(request: pytest.FixtureRequest) -> Iterator[tuple[WebSocket, Peer]]:
+    """A connection on each framing engine in turn, and its peer."""
     server, client = socket.socketpair()
     ws = WebSocket(
         server,
@@ -26,6 +28,7 @@ def pair() -> Iterator[tuple[WebSocket, Peer]]:
         request=webob.Request.blank("/ws"),
         max_message_size=32 * 1024 * 1024,
         close_timeout=timeout(2),
+        extensions=engine_extensions(request.param),
     )
     yield ws, Peer(client)
     server.close()

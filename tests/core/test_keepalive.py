@@ -16,13 +16,14 @@ import webob
 from wsproto.events import CloseConnection, Ping
 
 from tests.conftest import timeout
+from tests.core._engines import ENGINES, engine_extensions
 from tests.core._peer import Peer, mask_frame
 from wsgiws import ConnectionClosed, WebSocket
 from wsgiws._concurrency import THREADS
 
 
 def connection(
-    ping_interval: float | None, ping_timeout: float | None
+    ping_interval: float | None, ping_timeout: float | None, engine: str
 ) -> tuple[WebSocket, Peer, socket.socket]:
     server, client = socket.socketpair()
     ws = WebSocket(
@@ -32,8 +33,15 @@ def connection(
         close_timeout=timeout(2),
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
+        extensions=engine_extensions(engine),
     )
     return ws, Peer(client), server
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each framing engine in turn."""
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -45,9 +53,10 @@ def sockets() -> Iterator[list[socket.socket]]:
 
 
 def test_a_silent_peer_gets_a_ping_and_its_pong_keeps_the_connection(
+    engine: str,
     sockets: list[socket.socket],
 ) -> None:
-    ws, peer, server = connection(0.1, timeout(5))
+    ws, peer, server = connection(0.1, timeout(5), engine)
     sockets += [server, peer.sock]
     got: list[object] = []
     reader = threading.Thread(target=lambda: got.append(ws.receive()))
@@ -64,10 +73,10 @@ def test_a_silent_peer_gets_a_ping_and_its_pong_keeps_the_connection(
 
 
 def test_a_peer_that_never_answers_fails_with_1011_and_receive_raises(
-    sockets: list[socket.socket], caplog: pytest.LogCaptureFixture
+    engine: str, sockets: list[socket.socket], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "wsgiws")
-    ws, peer, server = connection(0.1, 0.2)
+    ws, peer, server = connection(0.1, 0.2, engine)
     sockets += [server, peer.sock]
     with pytest.raises(ConnectionClosed) as info:
         ws.receive()  # blocked here, with no timeout of its own
@@ -82,9 +91,11 @@ def test_a_peer_that_never_answers_fails_with_1011_and_receive_raises(
         ws.send("too late")
 
 
-def test_any_bytes_from_the_peer_count_as_an_answer(sockets: list[socket.socket]) -> None:
+def test_any_bytes_from_the_peer_count_as_an_answer(
+    engine: str, sockets: list[socket.socket]
+) -> None:
     """A peer that keeps sending data (and never sends a pong) is alive."""
-    ws, peer, server = connection(0.05, 0.1)
+    ws, peer, server = connection(0.05, 0.1, engine)
     sockets += [server, peer.sock]
     stop = threading.Event()
 
@@ -106,9 +117,10 @@ def test_any_bytes_from_the_peer_count_as_an_answer(sockets: list[socket.socket]
 
 
 def test_a_handler_that_only_sends_also_detects_a_dead_peer(
+    engine: str,
     sockets: list[socket.socket],
 ) -> None:
-    ws, peer, server = connection(0.05, 0.1)
+    ws, peer, server = connection(0.05, 0.1, engine)
     sockets += [server, peer.sock]
     with pytest.raises(ConnectionClosed) as info:
         for _ in range(100_000):  # bounded: ends by ConnectionClosed long before
@@ -117,8 +129,8 @@ def test_a_handler_that_only_sends_also_detects_a_dead_peer(
     assert info.value.code == 1011
 
 
-def test_no_pings_when_turned_off(sockets: list[socket.socket]) -> None:
-    ws, peer, server = connection(None, None)
+def test_no_pings_when_turned_off(engine: str, sockets: list[socket.socket]) -> None:
+    ws, peer, server = connection(None, None, engine)
     sockets += [server, peer.sock]
     assert ws.receive(timeout=0.3) is None
     peer.sock.settimeout(0.1)
@@ -127,17 +139,18 @@ def test_no_pings_when_turned_off(sockets: list[socket.socket]) -> None:
 
 
 def test_without_a_timeout_pings_go_on_and_the_connection_stays(
+    engine: str,
     sockets: list[socket.socket],
 ) -> None:
-    ws, peer, server = connection(0.05, None)
+    ws, peer, server = connection(0.05, None, engine)
     sockets += [server, peer.sock]
     assert ws.receive(timeout=0.4) is None
     assert not ws.closed
     assert isinstance(peer.next_event(), Ping)
 
 
-def test_an_unsolicited_pong_is_ignored_quietly(sockets: list[socket.socket]) -> None:
-    ws, peer, server = connection(timeout(10), timeout(10))
+def test_an_unsolicited_pong_is_ignored_quietly(engine: str, sockets: list[socket.socket]) -> None:
+    ws, peer, server = connection(timeout(10), timeout(10), engine)
     sockets += [server, peer.sock]
     peer.send_raw(mask_frame(0xA, b"hi"))
     peer.send("after")

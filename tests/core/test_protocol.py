@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import (
@@ -12,8 +14,11 @@ from wsproto.events import (
     TextMessage,
 )
 
+from tests.core._engines import ENGINES, make_protocol
 from tests.core._peer import mask_frame
 from wsgiws._protocol import Protocol, State
+
+NewProtocol = Callable[..., Protocol]
 
 
 @pytest.fixture
@@ -21,13 +26,24 @@ def client() -> Connection:
     return Connection(ConnectionType.CLIENT)
 
 
+@pytest.fixture(params=ENGINES)
+def new(request: pytest.FixtureRequest) -> NewProtocol:
+    """Makes a Protocol (``max_message_size=...``) on each framing engine in turn."""
+    engine: str = request.param
+
+    def make(max_message_size: int | None = None) -> Protocol:
+        return make_protocol(engine, max_message_size)
+
+    return make
+
+
 def server_events(client: Connection, data: bytes) -> list[object]:
     client.receive_data(data)
     return list(client.events())
 
 
-def test_text_and_binary_messages(client: Connection) -> None:
-    proto = Protocol()
+def test_text_and_binary_messages(new: NewProtocol, client: Connection) -> None:
+    proto = new()
     proto.receive_data(
         client.send(TextMessage(data="héllo")) + client.send(BytesMessage(data=b"\x00\xff"))
     )
@@ -36,8 +52,10 @@ def test_text_and_binary_messages(client: Connection) -> None:
     assert proto.next_message() is None
 
 
-def test_fragmented_message_with_a_ping_in_between_is_assembled(client: Connection) -> None:
-    proto = Protocol()
+def test_fragmented_message_with_a_ping_in_between_is_assembled(
+    new: NewProtocol, client: Connection
+) -> None:
+    proto = new()
     data = client.send(TextMessage(data="one ", message_finished=False))
     data += client.send(Ping(payload=b"p"))
     data += client.send(TextMessage(data="two", message_finished=True))
@@ -48,16 +66,16 @@ def test_fragmented_message_with_a_ping_in_between_is_assembled(client: Connecti
     assert server_events(client, proto.data_to_send()) == [Pong(payload=b"p")]
 
 
-def test_peer_close_is_echoed_and_closes(client: Connection) -> None:
-    proto = Protocol()
+def test_peer_close_is_echoed_and_closes(new: NewProtocol, client: Connection) -> None:
+    proto = new()
     proto.receive_data(client.send(CloseConnection(code=4000, reason="bye")))
     assert proto.state is State.CLOSED
     assert (proto.close_code, proto.close_reason, proto.close_received) == (4000, "bye", True)
     assert server_events(client, proto.data_to_send()) == [CloseConnection(code=4000, reason="bye")]
 
 
-def test_local_close_waits_for_the_peer(client: Connection) -> None:
-    proto = Protocol()
+def test_local_close_waits_for_the_peer(new: NewProtocol, client: Connection) -> None:
+    proto = new()
     events = server_events(client, proto.send_close(4001, "done"))
     assert events == [CloseConnection(code=4001, reason="done")]
     assert proto.state is State.CLOSING
@@ -70,14 +88,14 @@ def test_local_close_waits_for_the_peer(client: Connection) -> None:
     assert proto.data_to_send() == b""
 
 
-def test_eof_without_close_is_1006() -> None:
-    proto = Protocol()
+def test_eof_without_close_is_1006(new: NewProtocol) -> None:
+    proto = new()
     proto.receive_data(b"")
     assert (proto.state, proto.close_code, proto.close_received) == (State.CLOSED, 1006, False)
 
 
-def test_eof_during_closing_handshake_is_1006() -> None:
-    proto = Protocol()
+def test_eof_during_closing_handshake_is_1006(new: NewProtocol) -> None:
+    proto = new()
     proto.send_close()
     proto.receive_data(b"")
     assert (proto.state, proto.close_code) == (State.CLOSED, 1006)
@@ -102,8 +120,10 @@ def test_eof_during_closing_handshake_is_1006() -> None:
         (mask_frame(0x8, b"\x03\xed"), 1002),  # close code 1005 must not be sent
     ],
 )
-def test_protocol_errors_fail_the_connection(client: Connection, frames: bytes, code: int) -> None:
-    proto = Protocol()
+def test_protocol_errors_fail_the_connection(
+    new: NewProtocol, client: Connection, frames: bytes, code: int
+) -> None:
+    proto = new()
     proto.receive_data(frames)
     assert proto.next_message() is None  # the failure happens there
     assert proto.state is State.CLOSED
@@ -116,8 +136,10 @@ def test_protocol_errors_fail_the_connection(client: Connection, frames: bytes, 
     assert proto.data_to_send() == b""
 
 
-def test_message_too_big_closes_with_1009_across_fragments(client: Connection) -> None:
-    proto = Protocol(max_message_size=10)
+def test_message_too_big_closes_with_1009_across_fragments(
+    new: NewProtocol, client: Connection
+) -> None:
+    proto = new(max_message_size=10)
     proto.receive_data(client.send(BytesMessage(data=b"x" * 6, message_finished=False)))
     assert proto.state is State.OPEN
     proto.receive_data(client.send(BytesMessage(data=b"x" * 6, message_finished=True)))
@@ -130,14 +152,14 @@ def test_message_too_big_closes_with_1009_across_fragments(client: Connection) -
     assert (proto.state, proto.close_code) == (State.CLOSED, 1009)
 
 
-def test_message_at_the_limit_is_accepted(client: Connection) -> None:
-    proto = Protocol(max_message_size=10)
+def test_message_at_the_limit_is_accepted(new: NewProtocol, client: Connection) -> None:
+    proto = new(max_message_size=10)
     proto.receive_data(client.send(BytesMessage(data=b"x" * 10)))
     assert proto.next_message() == b"x" * 10
 
 
-def test_buffered_size_counts_untaken_messages(client: Connection) -> None:
-    proto = Protocol()
+def test_buffered_size_counts_untaken_messages(new: NewProtocol, client: Connection) -> None:
+    proto = new()
     proto.receive_data(client.send(BytesMessage(data=b"x" * 100)))
     proto.receive_data(client.send(BytesMessage(data=b"y" * 50, message_finished=False)))
     assert proto.buffered_size == 150
@@ -145,15 +167,15 @@ def test_buffered_size_counts_untaken_messages(client: Connection) -> None:
     assert proto.buffered_size == 50
 
 
-def test_sending_outside_open_is_a_bug() -> None:
-    proto = Protocol()
+def test_sending_outside_open_is_a_bug(new: NewProtocol) -> None:
+    proto = new()
     proto.send_close()
     with pytest.raises(AssertionError):
         proto.send_message("no")
 
 
-def test_transitions_are_checked() -> None:
-    proto = Protocol()
+def test_transitions_are_checked(new: NewProtocol) -> None:
+    proto = new()
     proto.connection_lost()
     with pytest.raises(AssertionError, match="invalid transition CLOSED -> CLOSING"):
         proto._to(State.CLOSING)
@@ -173,8 +195,10 @@ def test_transitions_are_checked() -> None:
         (["é", "😀" * 2], False),  # 2 + 8
     ],
 )
-def test_the_limit_on_text_is_in_utf8_bytes(fragments: list[str], too_big: bool) -> None:
-    protocol = Protocol(max_message_size=10)
+def test_the_limit_on_text_is_in_utf8_bytes(
+    new: NewProtocol, fragments: list[str], too_big: bool
+) -> None:
+    protocol = new(max_message_size=10)
     for i, fragment in enumerate(fragments):
         last = i == len(fragments) - 1
         protocol.receive_data(mask_frame(0x0 if i else 0x1, fragment.encode(), fin=last))
@@ -186,8 +210,8 @@ def test_the_limit_on_text_is_in_utf8_bytes(fragments: list[str], too_big: bool)
         assert protocol.next_message() == "".join(fragments)
 
 
-def test_exact_counting_resets_with_each_message() -> None:
-    protocol = Protocol(max_message_size=10)
+def test_exact_counting_resets_with_each_message(new: NewProtocol) -> None:
+    protocol = new(max_message_size=10)
     for _ in range(3):
         protocol.receive_data(mask_frame(0x1, ("€" * 3).encode()))  # 9 bytes, counted exactly
         protocol.receive_data(mask_frame(0x1, b"a" * 10))
@@ -195,10 +219,10 @@ def test_exact_counting_resets_with_each_message() -> None:
     assert protocol.state is State.OPEN
 
 
-def test_messages_before_a_protocol_error_are_delivered_then_it_fails() -> None:
+def test_messages_before_a_protocol_error_are_delivered_then_it_fails(new: NewProtocol) -> None:
     """§7.1.7 lets us fail at once; delivering what arrived whole first lets the application
     answer it (Autobahn 3.2, 4.1.3, 5.15...): the Close follows once the messages are taken."""
-    protocol = Protocol()
+    protocol = new()
     protocol.receive_data(
         mask_frame(0x1, b"one") + mask_frame(0x1, b"two") + mask_frame(0x1, b"bad", rsv=2)
     )
@@ -213,8 +237,8 @@ def test_messages_before_a_protocol_error_are_delivered_then_it_fails() -> None:
     assert close[0] == 0x88 and close[2:4] == (1002).to_bytes(2, "big")  # Close 1002
 
 
-def test_a_protocol_error_fails_at_the_next_look_for_a_message() -> None:
-    protocol = Protocol()
+def test_a_protocol_error_fails_at_the_next_look_for_a_message(new: NewProtocol) -> None:
+    protocol = new()
     protocol.receive_data(mask_frame(0x1, b"bad", rsv=2))
     assert protocol.state is State.OPEN  # the application may be answering a message
     assert protocol.next_message() is None
