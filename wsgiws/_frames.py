@@ -185,7 +185,11 @@ class FrameCodec:
         self._size = 0
 
     def receive(self, data: bytes) -> None:
-        """Parse ``data`` (the next bytes from the peer, not empty) and report what it completes."""
+        """Parse ``data`` (the next bytes from the peer, not empty) and report what it completes.
+
+        Slices of ``data`` may be kept until the next call: pass ``bytes`` (or a
+        bytearray), not a memoryview of a buffer that the caller reuses.
+        """
         if self._stopped:
             return
         pos = 0

@@ -243,3 +243,46 @@ def test_a_protocol_error_fails_at_the_next_look_for_a_message(new: NewProtocol)
     assert protocol.state is State.OPEN  # the application may be answering a message
     assert protocol.next_message() is None
     assert protocol.state is State.CLOSED and protocol.close_code == 1002
+
+
+def test_frame_message_is_the_header_then_the_payload(new: NewProtocol, client: Connection) -> None:
+    proto = new()
+    for data in (b"x" * 200, "é" * 70000, b""):
+        header, payload = proto.frame_message(data)
+        message = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
+        assert server_events(client, header + payload) == [message]
+        assert proto.send_message(data) == header + payload
+
+
+def test_our_codec_sends_a_binary_payload_without_copying_it() -> None:
+    data = b"x" * 100_000
+    header, payload = make_protocol("codec").frame_message(data)
+    assert payload is data and len(header) == 10
+
+
+def test_bytes_wanted_tells_a_reader_how_much_the_frame_lacks() -> None:
+    frame = mask_frame(0x2, b"x" * 100_000)
+    for engine, wanted in (("codec", len(frame) - 1000), ("wsproto", 0)):
+        proto = make_protocol(engine)
+        assert proto.bytes_wanted == 0
+        proto.receive_data(frame[:1000])
+        assert proto.bytes_wanted == wanted, engine  # wsproto does not say
+        proto.receive_data(frame[1000:])
+        assert proto.bytes_wanted == 0
+        assert proto.next_message() == b"x" * 100_000
+
+
+def test_our_codec_refuses_a_message_too_big_from_its_header(client: Connection) -> None:
+    """1009 once the header is in, before the payload is buffered (wsproto counts the payload
+    as it arrives); then the usual closing handshake."""
+    proto = make_protocol("codec", 10)
+    frame = mask_frame(0x2, b"x" * 1_000_000)
+    proto.receive_data(frame[:14])  # the header and the mask: no payload yet
+    assert proto.state is State.CLOSING and proto.buffered_size == 0
+    assert server_events(client, proto.data_to_send()) == [
+        CloseConnection(code=1009, reason="message larger than 10 bytes")
+    ]
+    proto.receive_data(frame[14:])  # discarded
+    assert proto.buffered_size == 0 and proto.next_message() is None
+    proto.receive_data(client.send(CloseConnection(code=1009)))
+    assert (proto.state, proto.close_code) == (State.CLOSED, 1009)
