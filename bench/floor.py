@@ -78,7 +78,7 @@ def _handshake(sock: socket.socket) -> bytes | None:
 
 def _echo(sock: socket.socket, early: bytes) -> None:
     """Echo frames until a Close or the end of the stream."""
-    buffer = bytearray(65536)  # the payload buffer, grown to the largest frame seen
+    buffer = bytearray()  # the payload buffer, grown to the largest frame seen (none while idle)
     pending = memoryview(early)  # bytes read with the request head, consumed first
 
     def read_into(view: memoryview) -> bool:
