@@ -17,6 +17,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import types
 from types import TracebackType
 from typing import Callable, Optional, Protocol
 
@@ -54,34 +55,47 @@ class _Threads:
         return threading.Lock()
 
     def waiter(self, sock: socket.socket) -> Waiter:
-        fd = sock.fileno()
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLPRI)
+        return _os_waiter(sock.fileno(), select)
 
-            def wait(timeout: float | None) -> bool:
-                ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
-                return bool(poller.poll(ms))
 
-            return wait
+def _os_waiter(fd: int, select_module: types.ModuleType) -> Waiter:
+    """Wait with the OS's ``poll`` (``select`` where there is none, i.e. Windows).
 
-        def wait_select(timeout: float | None) -> bool:  # pragma: no cover - Windows
-            return bool(select.select([fd], [], [], timeout)[0])
+    ``poll`` because ``select`` refuses descriptors of 1024 and above
+    (FD_SETSIZE), which a server holding a thousand connections hands out.
+    ``select_module`` is :mod:`select` as the OS gives it, never a green one.
+    """
+    if hasattr(select_module, "poll"):
+        poller = select_module.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
 
-        return wait_select
+        def wait(timeout: float | None) -> bool:
+            ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+            return bool(poller.poll(ms))
+
+        return wait
+
+    def wait_select(timeout: float | None) -> bool:  # pragma: no cover - Windows
+        return bool(select_module.select([fd], [], [], timeout)[0])
+
+    return wait_select
 
 
 def _green_waiter(
     fd: int,
-    real_select: Callable[..., tuple[list[int], list[int], list[int]]],
+    real_select_module: types.ModuleType,
     wait_read: Callable[[int, float | None], object],
 ) -> Waiter:
-    """A waiter from a green library's "wait until readable", which raises socket.timeout."""
+    """A waiter from a green library's "wait until readable", which raises socket.timeout.
+
+    ``real_select_module`` is the unpatched :mod:`select`, for the zero-timeout check.
+    """
+    check_now = _os_waiter(fd, real_select_module)
 
     def wait(timeout: float | None) -> bool:
         if timeout is not None and timeout <= 0:
             # A zero-timeout check never yields to the hub: ask the OS directly.
-            return bool(real_select([fd], [], [], 0)[0])
+            return check_now(0)
         try:
             wait_read(fd, timeout)
         except socket.timeout:
@@ -91,6 +105,18 @@ def _green_waiter(
     return wait
 
 
+def _original_select_gevent() -> types.ModuleType:
+    """The select module's unpatched ``poll`` and ``select``, as a module."""
+    import gevent.monkey
+
+    names = [n for n in ("poll", "select") if hasattr(select, n)]
+    functions = gevent.monkey.get_original("select", names)
+    module = types.ModuleType("select")
+    for name, function in zip(names, functions):
+        setattr(module, name, function)
+    return module
+
+
 class _Gevent:
     def lock(self) -> Lock:
         import gevent.lock
@@ -98,12 +124,11 @@ class _Gevent:
         return gevent.lock.Semaphore(1)  # type: ignore[no-any-return]
 
     def waiter(self, sock: socket.socket) -> Waiter:
-        import gevent.monkey
         import gevent.socket
 
         return _green_waiter(
             sock.fileno(),
-            gevent.monkey.get_original("select", "select"),
+            _original_select_gevent(),
             gevent.socket.wait_read,
         )
 
@@ -123,7 +148,8 @@ class _Eventlet:
                 fd, read=True, timeout=timeout, timeout_exc=socket.timeout
             )
 
-        return _green_waiter(sock.fileno(), eventlet.patcher.original("select").select, wait_read)
+        original: types.ModuleType = eventlet.patcher.original("select")
+        return _green_waiter(sock.fileno(), original, wait_read)
 
 
 THREADS: Kit = _Threads()
