@@ -354,6 +354,12 @@ class _Conn:
             p = q + n
             if opcode & 0x08:
                 self._control(opcode, q, n)
+                if self.close_code is not None:
+                    # RFC 6455 §5.5.1: nothing follows a Close. Some servers send
+                    # a stray HTTP response after it (flask-sock on Werkzeug):
+                    # not frames, so not parsed.
+                    p = end
+                    break
                 continue
             if opcode:
                 if frag >= 0:

@@ -61,7 +61,8 @@ class EchoServer:
     (handshake, then silence); ``silent`` (no handshake answer); ``reject``
     (400 to the handshake); ``bad-accept`` (a 101 with a wrong accept value);
     ``three`` (the first three connections accepted are served, the others
-    get no handshake answer).
+    get no handshake answer); ``trailing`` (a stray HTTP response right after
+    the Close, in the same write, as flask-sock sends on Werkzeug).
     """
 
     def __init__(self, behaviour: str = "echo") -> None:
@@ -159,7 +160,10 @@ class EchoServer:
                     elif isinstance(event, CloseConnection):
                         with self.lock:
                             self.close_codes.append(event.code)
-                        sock.sendall(ws.send(event.response()))
+                        out = ws.send(event.response())
+                        if self.behaviour == "trailing":
+                            out += b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                        sock.sendall(out)
                         return  # the server closes TCP first (RFC 6455 §7.1.1)
                     elif isinstance(event, Pong):
                         with self.lock:
@@ -348,6 +352,14 @@ def test_handshakes(echo_server: Callable[..., EchoServer]) -> None:
     assert sample.payload_bytes == 0
     wait_for(lambda: len(server.close_codes) == 25)
     assert server.close_codes == [1000] * 25
+
+
+def test_bytes_after_the_close_are_ignored(echo_server: Callable[..., EchoServer]) -> None:
+    server = echo_server("trailing")
+    sample = handshakes(server.endpoint, max_connections=5, max_seconds=timeout(30))
+    assert sample.messages == 5
+    roundtrips(server.endpoint, payload=TEXT_16, text=True, max_messages=5, max_seconds=10)
+    wait_for(lambda: server.close_codes == [1000] * 6)
 
 
 def test_idle_holds_then_resets(echo_server: Callable[..., EchoServer]) -> None:
