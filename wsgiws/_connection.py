@@ -42,6 +42,16 @@ log = logging.getLogger("wsgiws")
 #: Bytes asked of the socket per read. Large enough that a 64 KiB message is
 #: one or two reads, small enough to stay below malloc's mmap threshold.
 READ_SIZE = 65536
+#: The most asked of the socket in one read when the frame being received says
+#: it needs more than READ_SIZE (a 1 MiB message in one or two reads, not 16).
+MAX_READ_SIZE = 4 * 1024 * 1024
+#: From this payload size on, a frame's header and payload are written without
+#: being joined first (a copy of the payload); below it one write is cheaper.
+_JOIN_LIMIT = 16384
+#: ``send(header, MSG_MORE)`` tells Linux the payload follows at once, so the
+#: two writes leave as full segments (no Nagle wait on a lone header); where
+#: there is no MSG_MORE the two are joined instead.
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
 #: How many received-but-untaken bytes a sending-only handler buffers before
 #: it stops reading, leaving the rest to TCP flow control.
 _BACKLOG_LIMIT = 4 * 1024 * 1024
@@ -203,7 +213,12 @@ class WebSocket:
         self._service_incoming()
         with self._send_lock:
             self._ensure_open()
-            self._sendall(self._protocol.send_message(data))
+            header, payload = self._protocol.frame_message(data)
+            if len(payload) < _JOIN_LIMIT or not _MSG_MORE:
+                self._sendall(header + payload)
+            else:
+                self._sendall(header, _MSG_MORE)
+                self._sendall(payload)
 
     def ping(self, data: bytes = b"") -> None:
         """Send a ping with up to 125 bytes of payload (RFC 6455 §5.5)."""
@@ -406,8 +421,10 @@ class WebSocket:
 
     def _read(self) -> None:
         """One read from the socket, fed to the protocol; answers are written."""
+        wanted = self._protocol.bytes_wanted
+        size = READ_SIZE if wanted <= READ_SIZE else min(wanted, MAX_READ_SIZE)
         try:
-            data = self._sock.recv(READ_SIZE)
+            data = self._sock.recv(size)
         except OSError as exc:
             log.debug("connection lost while reading: %s", exc)
             data = b""
@@ -457,10 +474,10 @@ class WebSocket:
         finally:
             self._read_lock.release()
 
-    def _sendall(self, data: bytes) -> None:
+    def _sendall(self, data: bytes, flags: int = 0) -> None:
         """Write all of ``data``; the caller holds the send lock."""
         try:
-            self._sock.sendall(data)
+            self._sock.sendall(data, flags)
         except OSError as exc:
             self._protocol.connection_lost()
             raise ConnectionClosed(

@@ -407,3 +407,41 @@ def test_a_handler_that_only_sends_fails_one_send_after_a_protocol_error(
     assert peer.receive() == "first"
     close = peer.next_event()
     assert isinstance(close, CloseConnection) and close.code == 1002
+
+
+class _CountingSocket:
+    """A socket that records the size of every recv() asked of it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.asked: list[int] = []
+
+    def recv(self, size: int) -> bytes:
+        self.asked.append(size)
+        return self._sock.recv(size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_a_large_frame_is_read_in_reads_as_large_as_the_frame() -> None:
+    """16 reads of 64 KiB for a 1 MiB message cost a wait and a parse each: ask for the frame."""
+    server, client = socket.socketpair()
+    counting = _CountingSocket(server)
+    ws = WebSocket(
+        counting,  # type: ignore[arg-type]
+        THREADS,
+        request=webob.Request.blank("/ws"),
+        max_message_size=4 * 1024 * 1024,
+        close_timeout=timeout(2),
+    )
+    big = bytes(range(256)) * 4096  # 1 MiB
+    try:
+        sender = threading.Thread(target=Peer(client).send, args=(big,))
+        sender.start()
+        assert ws.receive() == big
+        sender.join()
+        assert max(counting.asked) >= len(big) - 65536
+    finally:
+        server.close()
+        client.close()
