@@ -63,7 +63,9 @@ class EchoServer:
     ``three`` (the first three connections accepted are served, the others
     get no handshake answer); ``trailing`` (a stray HTTP response right after
     the Close, in the same write, as flask-sock sends on Werkzeug);
-    ``unanswered`` (TCP closed on the client's Close, no Close in answer);
+    ``http-first`` (that stray response before the Close, a race flask-sock
+    on Werkzeug can lose); ``unanswered`` (TCP closed on the client's Close,
+    no Close in answer);
     ``going-away`` (the client's Close answered with 1001);
     ``open-after-close`` (TCP left open after the Close, as flask-sock on
     gevent.pywsgi does, until the client closes it).
@@ -172,6 +174,8 @@ class EchoServer:
                             out = b"\x88\x05" + (1001).to_bytes(2, "big") + b"bye"
                         if self.behaviour == "trailing":
                             out += b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                        if self.behaviour == "http-first":
+                            out = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" + out
                         sock.sendall(out)
                         if self.behaviour != "open-after-close":
                             return  # the server closes TCP first (RFC 6455 §7.1.1)
@@ -371,6 +375,7 @@ def test_handshakes(echo_server: Callable[..., EchoServer]) -> None:
     ("behaviour", "note"),
     [
         ("trailing", "wrote bytes after its Close (b'HTTP/1.1 200 OK"),
+        ("http-first", "wrote bytes that are not frames where its Close was due (b'HTTP/1.1"),
         ("unanswered", "closed TCP without answering our Close"),
         ("going-away", "answered our Close 1000 with 1001 'bye'"),
         ("open-after-close", "kept the TCP connection open 0.2 s after its Close"),
