@@ -14,12 +14,13 @@ the one thing that tells, whatever server or worker class handed it over.
 
 from __future__ import annotations
 
+import functools
 import select
 import socket
 import threading
 import types
 from types import TracebackType
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 __all__ = ["Kit", "Lock", "kit_for"]
 
@@ -66,12 +67,16 @@ def _os_waiter(fd: int, select_module: types.ModuleType) -> Waiter:
     ``select_module`` is :mod:`select` as the OS gives it, never a green one.
     """
     if hasattr(select_module, "poll"):
-        poller = select_module.poll()
-        poller.register(fd, select.POLLIN | select.POLLPRI)
+        # Made on first use: an idle connection on a green server never polls
+        # (it waits in the hub), and a poll object costs ~400 bytes.
+        pollers: list[Any] = []
 
         def wait(timeout: float | None) -> bool:
+            if not pollers:
+                pollers.append(select_module.poll())
+                pollers[0].register(fd, select.POLLIN | select.POLLPRI)
             ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
-            return bool(poller.poll(ms))
+            return bool(pollers[0].poll(ms))
 
         return wait
 
@@ -105,8 +110,9 @@ def _green_waiter(
     return wait
 
 
+@functools.cache
 def _original_select_gevent() -> types.ModuleType:
-    """The select module's unpatched ``poll`` and ``select``, as a module."""
+    """The select module's unpatched ``poll`` and ``select``, as a module (made once)."""
     import gevent.monkey
 
     names = [n for n in ("poll", "select") if hasattr(select, n)]

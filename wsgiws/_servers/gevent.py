@@ -28,4 +28,11 @@ class GeventPyWSGI(ServerAdapter):
                 "20.12 or later, and WebSocketMiddleware outside any middleware that "
                 "replaces wsgi.input"
             )
-        return Transport.of(sock, read_buffered(reader, sock))
+        transport = Transport.of(sock, read_buffered(reader, sock))
+        # The reader's buffer (8 KiB) would stay allocated for as long as the
+        # WebSocket is open, unused: closing the reader frees it (half of an
+        # idle connection's memory). The socket stays open: the reader only
+        # held a reference to it. pywsgi reads no further request from a
+        # closed reader (handle_one_request checks ``rfile.closed``).
+        reader.close()
+        return transport
