@@ -130,13 +130,21 @@ class _Gevent:
         return gevent.lock.Semaphore(1)  # type: ignore[no-any-return]
 
     def waiter(self, sock: socket.socket) -> Waiter:
+        import gevent
         import gevent.socket
 
-        return _green_waiter(
-            sock.fileno(),
-            _original_select_gevent(),
-            gevent.socket.wait_read,
-        )
+        # One read watcher for the connection's life, waited on with
+        # gevent.socket.wait: gevent.socket.wait_read would make and close a
+        # watcher per wait, which costs four system calls (fcntl, getsockopt,
+        # epoll_ctl, getpid) on every message received. Only the thread that
+        # holds the connection's read lock waits, so the watcher is never
+        # waited on twice at once.
+        watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
+
+        def wait_read(fd: int, timeout: float | None) -> object:
+            return gevent.socket.wait(watcher, timeout, socket.timeout("timed out"))
+
+        return _green_waiter(sock.fileno(), _original_select_gevent(), wait_read)
 
 
 class _Eventlet:

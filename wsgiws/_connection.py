@@ -57,6 +57,11 @@ _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _BACKLOG_LIMIT = 4 * 1024 * 1024
 #: Seconds before a keepalive ping deferred by a send in progress is tried again.
 _PING_RETRY = 0.5
+#: A send looks for frames that arrived while nobody was receiving (pings, a
+#: Close) unless the socket was read this recently: a handler that answers
+#: what it receives reads again at once, and a check per send would cost a
+#: system call per message.
+_SERVICE_INTERVAL = 0.005
 
 
 class WebSocket:
@@ -91,6 +96,8 @@ class WebSocket:
         #: When we last received bytes, and when the unanswered keepalive ping
         #: went out (None: none outstanding) with the pong count at that time.
         self._last_heard = time.monotonic()
+        #: When the socket was last read.
+        self._read_at = float("-inf")
         self._ping_sent_at: float | None = None
         self._pongs_at_ping = 0
         #: Whether the one send allowed after a protocol error was made.
@@ -428,6 +435,7 @@ class WebSocket:
         except OSError as exc:
             log.debug("connection lost while reading: %s", exc)
             data = b""
+        self._read_at = time.monotonic()
         self._feed(data)
 
     def _feed(self, data: bytes) -> None:
@@ -460,8 +468,10 @@ class WebSocket:
             if self._protocol.failure_pending and self._answered_before_failure:
                 self._protocol.fail_pending()
                 self._flush_answers()
+            recently_read = time.monotonic() - self._read_at < _SERVICE_INTERVAL
             while (
-                self._protocol.state is not State.CLOSED
+                not recently_read
+                and self._protocol.state is not State.CLOSED
                 and self._protocol.buffered_size < _BACKLOG_LIMIT
                 and self._wait_readable(0)
             ):
@@ -477,7 +487,12 @@ class WebSocket:
     def _sendall(self, data: bytes, flags: int = 0) -> None:
         """Write all of ``data``; the caller holds the send lock."""
         try:
-            self._sock.sendall(data, flags)
+            # One send() first: it nearly always takes everything. gevent's
+            # sendall() asks the kernel for SO_SNDBUF on every call (a system
+            # call per message) to size its chunks; only a rest needs it.
+            sent = self._sock.send(data, flags)
+            if sent < len(data):
+                self._sock.sendall(memoryview(data)[sent:], flags)
         except OSError as exc:
             self._protocol.connection_lost()
             raise ConnectionClosed(

@@ -11,11 +11,12 @@ import pytest
 import webob
 from wsproto.events import CloseConnection, Ping, Pong
 
+import wsgiws._connection
 from tests.conftest import timeout
 from tests.core._engines import ENGINES, engine_extensions
 from tests.core._peer import Peer, mask_frame
 from wsgiws import ConnectionClosed, WebSocket
-from wsgiws._concurrency import THREADS
+from wsgiws._concurrency import THREADS, Lock, Waiter
 
 
 @pytest.fixture(params=ENGINES)
@@ -442,6 +443,54 @@ def test_a_large_frame_is_read_in_reads_as_large_as_the_frame() -> None:
         assert ws.receive() == big
         sender.join()
         assert max(counting.asked) >= len(big) - 65536
+    finally:
+        server.close()
+        client.close()
+
+
+class _CountingKit:
+    """THREADS, counting the zero-timeout readiness checks (one system call each)."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def lock(self) -> Lock:
+        return THREADS.lock()
+
+    def waiter(self, sock: socket.socket) -> Waiter:
+        wait = THREADS.waiter(sock)
+
+        def counting(timeout: float | None) -> bool:
+            if timeout is not None and timeout <= 0:
+                self.checks += 1
+            return wait(timeout)
+
+        return counting
+
+
+def test_answering_what_was_just_received_costs_no_readiness_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An echo handler reads again at once: its sends need not look for pings first."""
+    # "Lately" is made long, then zero, so that a slow machine cannot change the outcome.
+    monkeypatch.setattr(wsgiws._connection, "_SERVICE_INTERVAL", 3600.0)
+    server, client = socket.socketpair()
+    kit = _CountingKit()
+    ws = WebSocket(server, kit, request=webob.Request.blank("/ws"), close_timeout=timeout(2))
+    peer = Peer(client)
+    try:
+        for n in range(50):
+            peer.send(f"m{n}")
+            ws.send(ws.receive() or "")
+            assert peer.receive() == f"m{n}"
+        assert kit.checks == 0
+        # A handler that only sends still answers a ping (the check is made
+        # when nothing was read lately).
+        monkeypatch.setattr(wsgiws._connection, "_SERVICE_INTERVAL", 0.0)
+        client.sendall(mask_frame(0x9, b"are you there"))
+        ws.send("news")
+        assert kit.checks >= 1
+        assert peer.next_event() == Pong(payload=b"are you there")
     finally:
         server.close()
         client.close()
