@@ -110,6 +110,7 @@ def run_target(
                             "wall": sample.wall,
                             "client_cpu": sample.client_cpu,
                             "server_cpu": server_cpu,
+                            "notes": list(sample.notes),
                         }
                     )
                     settle(0.2)

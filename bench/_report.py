@@ -179,7 +179,8 @@ def render(results: dict[str, Any], command: str | None = None) -> str:
                 _cell(fig.get("W3", {}).get("mbps"), ref.get("W3", {}).get("mbps"), ".0f"),
                 _cell(fig.get("W4", {}).get("rate"), ref.get("W4", {}).get("rate"), ".0f"),
                 _cell(fig.get("W5", {}).get("rate"), ref.get("W5", {}).get("rate"), ".0f"),
-                _errors(fig) or f"client CPU ≤ {client:.0%}",
+                "; ".join(x for x in (_errors(fig), _notes(results["targets"][tid])) if x)
+                or f"client CPU ≤ {client:.0%}",
             ]
         )
         cpu_rows.append(
@@ -232,6 +233,17 @@ def render(results: dict[str, Any], command: str | None = None) -> str:
     if goal_rows:
         out.append(_list_table("Issue 5's goals", ["goal", "target", "measured", ""], goal_rows))
     return "\n".join(out)
+
+
+def _notes(result: dict[str, Any]) -> str:
+    """The client's notes on how the server closed (RFC 6455 §7.1.1 deviations), once each."""
+    seen: dict[str, str] = {}
+    for wid, data in result.get("workloads", {}).items():
+        for run in data.get("runs", []):
+            for note in run.get("notes", []):
+                key = note.split(":")[0][:60]
+                seen.setdefault(key, f"{wid}: {note[:140]}")
+    return "; ".join(seen.values())
 
 
 def _errors(fig: dict[str, dict[str, float | str | None]]) -> str:
