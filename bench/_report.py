@@ -179,8 +179,15 @@ def render(results: dict[str, Any], command: str | None = None) -> str:
                 _cell(fig.get("W3", {}).get("mbps"), ref.get("W3", {}).get("mbps"), ".0f"),
                 _cell(fig.get("W4", {}).get("rate"), ref.get("W4", {}).get("rate"), ".0f"),
                 _cell(fig.get("W5", {}).get("rate"), ref.get("W5", {}).get("rate"), ".0f"),
-                "; ".join(x for x in (_errors(fig), _notes(results["targets"][tid])) if x)
-                or f"client CPU ≤ {client:.0%}",
+                "; ".join(
+                    x
+                    for x in (
+                        f"client CPU ≤ {client:.0%}",
+                        _errors(fig),
+                        _notes(results["targets"][tid]),
+                    )
+                    if x
+                ),
             ]
         )
         cpu_rows.append(
