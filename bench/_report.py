@@ -8,6 +8,7 @@ better for CPU and memory.
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -248,8 +249,11 @@ def _notes(result: dict[str, Any]) -> str:
     for wid, data in result.get("workloads", {}).items():
         for run in data.get("runs", []):
             for note in run.get("notes", []):
-                key = note.split(":")[0][:60]
-                seen.setdefault(key, f"{wid}: {note[:140]}")
+                # "8 of 1000 closing handshakes: the server ... (b'HTTP/1.1 200 OK...')":
+                # one line per kind of deviation, without the counts and the bytes.
+                what = note.partition(": ")[2] or note
+                what = what.split(" (b'")[0].split(' (b"')[0]
+                seen.setdefault(re.sub(r"\d+", "N", what), f"{wid}: {what}")
     return "; ".join(seen.values())
 
 
