@@ -19,9 +19,7 @@ its own, named in every error.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -40,6 +38,8 @@ from types import TracebackType
 from typing import IO, Any
 
 import psutil
+
+from . import _frames
 
 __all__ = [
     "REFERENCE",
@@ -499,18 +499,12 @@ def probe(
 
     Raw sockets, so the probe depends on no client library.
     """
-    key = base64.b64encode(os.urandom(16))
-    want_accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    key = _frames.new_key()
+    want_accept = _frames.accept_key(key).encode("ascii")
     try:
         with socket.create_connection((host, port), timeout=seconds) as sock:
             reader = _Reader(sock)
-            sock.sendall(
-                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n".encode()
-                + b"Sec-WebSocket-Key: "
-                + key
-                + b"\r\n\r\n"
-            )
+            sock.sendall(_frames.handshake_request(host, port, path, key))
             head = reader.until(b"\r\n\r\n")
             lines = head.split(b"\r\n")
             if lines[0].split(b" ")[1:2] != [b"101"]:
@@ -521,11 +515,11 @@ def probe(
             if headers.get(b"sec-websocket-accept") != want_accept:
                 return f"wrong Sec-WebSocket-Accept {headers.get(b'sec-websocket-accept')!r}"
             sent = b"ready?"
-            sock.sendall(_client_frame(0x81, sent))
+            sock.sendall(_frames.client_frame(_frames.TEXT, sent))
             echoed = reader.frame()
             if echoed != (0x81, sent):
                 return f"the echo of {sent!r} came back as {echoed!r}"
-            sock.sendall(_client_frame(0x88, (1000).to_bytes(2, "big")))
+            sock.sendall(_frames.client_frame(_frames.CLOSE, (1000).to_bytes(2, "big")))
             try:
                 answer: tuple[int, bytes] | None = reader.frame()
             except _ProbeError:
@@ -546,7 +540,6 @@ def probe(
     return None
 
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 #: How long the probe waits for the server to close TCP after its Close frame.
 _CLOSE_GRACE = 2.0
 
@@ -618,10 +611,3 @@ def _after_close(sock: socket.socket, rest: bytes) -> list[str]:
             "(RFC 6455 §7.1.1) waits for its own timeout"
         )
     return notes
-
-
-def _client_frame(first: int, payload: bytes) -> bytes:
-    """A short masked client frame (RFC 6455 §5.3)."""
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([first, 0x80 | len(payload)]) + mask + masked
