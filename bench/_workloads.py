@@ -57,43 +57,31 @@ BINARY_64K = bytes(range(256)) * 256
 BINARY_1M = BINARY_64K * 16
 
 
+def _roundtrips(
+    wid: str, title: str, payload: bytes, text: bool, bound: tuple[int, float], warmup: int
+) -> Workload:
+    """W1-W3: one connection, one ``payload`` at a time."""
+    return Workload(
+        wid,
+        f"one connection, {title} round trips",
+        "round trip",
+        lambda ep: roundtrips(
+            ep,
+            payload=payload,
+            text=text,
+            max_messages=bound[0],
+            max_seconds=bound[1],
+            warmup=warmup,
+        ),
+    )
+
+
 def workloads(bounds: Bounds) -> list[Workload]:
     """W1-W5, the ones measured as a rate; W6 (memory) is run by the caller."""
     return [
-        Workload(
-            "W1",
-            "one connection, 16-byte text round trips",
-            "round trip",
-            lambda ep: roundtrips(
-                ep, payload=TEXT_16, text=True, max_messages=bounds.w1[0], max_seconds=bounds.w1[1]
-            ),
-        ),
-        Workload(
-            "W2",
-            "one connection, 64 KiB binary round trips",
-            "round trip",
-            lambda ep: roundtrips(
-                ep,
-                payload=BINARY_64K,
-                text=False,
-                max_messages=bounds.w2[0],
-                max_seconds=bounds.w2[1],
-                warmup=20,
-            ),
-        ),
-        Workload(
-            "W3",
-            "one connection, 1 MiB binary round trips",
-            "round trip",
-            lambda ep: roundtrips(
-                ep,
-                payload=BINARY_1M,
-                text=False,
-                max_messages=bounds.w3[0],
-                max_seconds=bounds.w3[1],
-                warmup=3,
-            ),
-        ),
+        _roundtrips("W1", "16-byte text", TEXT_16, True, bounds.w1, warmup=50),
+        _roundtrips("W2", "64 KiB binary", BINARY_64K, False, bounds.w2, warmup=20),
+        _roundtrips("W3", "1 MiB binary", BINARY_1M, False, bounds.w3, warmup=3),
         Workload(
             "W4",
             f"{bounds.w4_connections} concurrent connections, 16-byte text, one in flight each",
