@@ -89,7 +89,7 @@ def _os_waiter(fd: int, select_module: types.ModuleType) -> Waiter:
 def _green_waiter(
     fd: int,
     real_select_module: types.ModuleType,
-    wait_read: Callable[[int, float | None], object],
+    wait_read: Callable[[float | None], object],
 ) -> Waiter:
     """A waiter from a green library's "wait until readable", which raises socket.timeout.
 
@@ -102,7 +102,7 @@ def _green_waiter(
             # A zero-timeout check never yields to the hub: ask the OS directly.
             return check_now(0)
         try:
-            wait_read(fd, timeout)
+            wait_read(timeout)
         except socket.timeout:
             return False
         return True
@@ -135,13 +135,13 @@ class _Gevent:
 
         # One read watcher for the connection's life, waited on with
         # gevent.socket.wait: gevent.socket.wait_read would make and close a
-        # watcher per wait, which costs four system calls (fcntl, getsockopt,
-        # epoll_ctl, getpid) on every message received. Only the thread that
+        # watcher per wait, which costs two system calls (fcntl, epoll_ctl) on
+        # every message received. Only the thread that
         # holds the connection's read lock waits, so the watcher is never
         # waited on twice at once.
         watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
 
-        def wait_read(fd: int, timeout: float | None) -> object:
+        def wait_read(timeout: float | None) -> object:
             return gevent.socket.wait(watcher, timeout, socket.timeout("timed out"))
 
         return _green_waiter(sock.fileno(), _original_select_gevent(), wait_read)
@@ -157,13 +157,15 @@ class _Eventlet:
         import eventlet.hubs
         import eventlet.patcher
 
-        def wait_read(fd: int, timeout: float | None) -> object:
+        fd = sock.fileno()
+
+        def wait_read(timeout: float | None) -> object:
             return eventlet.hubs.trampoline(
                 fd, read=True, timeout=timeout, timeout_exc=socket.timeout
             )
 
         original: types.ModuleType = eventlet.patcher.original("select")
-        return _green_waiter(sock.fileno(), original, wait_read)
+        return _green_waiter(fd, original, wait_read)
 
 
 THREADS: Kit = _Threads()
