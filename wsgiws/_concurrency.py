@@ -18,6 +18,7 @@ import functools
 import select
 import socket
 import threading
+import time
 import types
 from types import TracebackType
 from typing import Any, Callable, Optional, Protocol
@@ -50,6 +51,11 @@ class Kit(Protocol):
 
     def waiter(self, sock: socket.socket) -> Waiter: ...
 
+    def sleep(self, seconds: float) -> None: ...
+
+    def spawn(self, function: Callable[[], object]) -> None:
+        """Run ``function`` beside the caller (a daemon thread, or a greenlet)."""
+
 
 class _Threads:
     def lock(self) -> Lock:
@@ -57,6 +63,13 @@ class _Threads:
 
     def waiter(self, sock: socket.socket) -> Waiter:
         return _os_waiter(sock.fileno(), select)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def spawn(self, function: Callable[[], object]) -> None:
+        # A daemon thread: it must not keep a stopping process alive.
+        threading.Thread(target=function, name="wsgiws", daemon=True).start()
 
 
 def _os_waiter(fd: int, select_module: types.ModuleType) -> Waiter:
@@ -146,6 +159,16 @@ class _Gevent:
 
         return _green_waiter(sock.fileno(), _original_select_gevent(), wait_read)
 
+    def sleep(self, seconds: float) -> None:
+        import gevent
+
+        gevent.sleep(seconds)
+
+    def spawn(self, function: Callable[[], object]) -> None:
+        import gevent
+
+        gevent.spawn(function)
+
 
 class _Eventlet:
     def lock(self) -> Lock:
@@ -166,6 +189,16 @@ class _Eventlet:
 
         original: types.ModuleType = eventlet.patcher.original("select")
         return _green_waiter(fd, original, wait_read)
+
+    def sleep(self, seconds: float) -> None:
+        import eventlet
+
+        eventlet.sleep(seconds)
+
+    def spawn(self, function: Callable[[], object]) -> None:
+        import eventlet
+
+        eventlet.spawn(function)
 
 
 THREADS: Kit = _Threads()
