@@ -25,13 +25,15 @@ from typing import Any, Callable, Optional, Protocol
 
 __all__ = ["Kit", "Lock", "kit_for"]
 
-#: Waits until the socket is readable; ``timeout`` None waits for ever, 0 polls.
-#: Returns False when the timeout expired first.
+#: Waits until the socket is readable (or, from ``write_waiter``, writable);
+#: ``timeout`` None waits for ever, 0 polls. Returns False when the timeout
+#: expired first.
 Waiter = Callable[[Optional[float]], bool]
 
 
 class Lock(Protocol):
-    def acquire(self, blocking: bool = ...) -> bool: ...
+    # Every kit's lock takes ``acquire(True, seconds)`` for a bounded wait.
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
 
     def release(self) -> None: ...
 
@@ -51,6 +53,8 @@ class Kit(Protocol):
 
     def waiter(self, sock: socket.socket) -> Waiter: ...
 
+    def write_waiter(self, sock: socket.socket) -> Waiter: ...
+
     def sleep(self, seconds: float) -> None: ...
 
     def spawn(self, function: Callable[[], object]) -> None:
@@ -64,6 +68,9 @@ class _Threads:
     def waiter(self, sock: socket.socket) -> Waiter:
         return _os_waiter(sock.fileno(), select)
 
+    def write_waiter(self, sock: socket.socket) -> Waiter:
+        return _os_waiter(sock.fileno(), select, writable=True)
+
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
@@ -72,7 +79,7 @@ class _Threads:
         threading.Thread(target=function, name="wsgiws", daemon=True).start()
 
 
-def _os_waiter(fd: int, select_module: types.ModuleType) -> Waiter:
+def _os_waiter(fd: int, select_module: types.ModuleType, writable: bool = False) -> Waiter:
     """Wait with the OS's ``poll`` (``select`` where there is none, i.e. Windows).
 
     ``poll`` because ``select`` refuses descriptors of 1024 and above
@@ -80,6 +87,7 @@ def _os_waiter(fd: int, select_module: types.ModuleType) -> Waiter:
     ``select_module`` is :mod:`select` as the OS gives it, never a green one.
     """
     if hasattr(select_module, "poll"):
+        events = select.POLLOUT if writable else select.POLLIN | select.POLLPRI
         # Made on first use: an idle connection on a green server never polls
         # (it waits in the hub), and a poll object costs ~400 bytes.
         pollers: list[Any] = []
@@ -87,13 +95,15 @@ def _os_waiter(fd: int, select_module: types.ModuleType) -> Waiter:
         def wait(timeout: float | None) -> bool:
             if not pollers:
                 pollers.append(select_module.poll())
-                pollers[0].register(fd, select.POLLIN | select.POLLPRI)
+                pollers[0].register(fd, events)
             ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
             return bool(pollers[0].poll(ms))
 
         return wait
 
     def wait_select(timeout: float | None) -> bool:  # pragma: no cover - Windows
+        if writable:
+            return bool(select_module.select([], [fd], [], timeout)[1])
         return bool(select_module.select([fd], [], [], timeout)[0])
 
     return wait_select
@@ -102,20 +112,21 @@ def _os_waiter(fd: int, select_module: types.ModuleType) -> Waiter:
 def _green_waiter(
     fd: int,
     real_select_module: types.ModuleType,
-    wait_read: Callable[[float | None], object],
+    wait_ready: Callable[[float | None], object],
+    writable: bool = False,
 ) -> Waiter:
-    """A waiter from a green library's "wait until readable", which raises socket.timeout.
+    """A waiter from a green library's "wait until ready", which raises socket.timeout.
 
     ``real_select_module`` is the unpatched :mod:`select`, for the zero-timeout check.
     """
-    check_now = _os_waiter(fd, real_select_module)
+    check_now = _os_waiter(fd, real_select_module, writable)
 
     def wait(timeout: float | None) -> bool:
         if timeout is not None and timeout <= 0:
             # A zero-timeout check never yields to the hub: ask the OS directly.
             return check_now(0)
         try:
-            wait_read(timeout)
+            wait_ready(timeout)
         except socket.timeout:
             return False
         return True
@@ -159,6 +170,18 @@ class _Gevent:
 
         return _green_waiter(sock.fileno(), _original_select_gevent(), wait_read)
 
+    def write_waiter(self, sock: socket.socket) -> Waiter:
+        import gevent
+        import gevent.socket
+
+        # Only the thread that holds the connection's send lock waits to write.
+        watcher = gevent.get_hub().loop.io(sock.fileno(), 2)
+
+        def wait_write(timeout: float | None) -> object:
+            return gevent.socket.wait(watcher, timeout, socket.timeout("timed out"))
+
+        return _green_waiter(sock.fileno(), _original_select_gevent(), wait_write, True)
+
     def sleep(self, seconds: float) -> None:
         import gevent
 
@@ -189,6 +212,20 @@ class _Eventlet:
 
         original: types.ModuleType = eventlet.patcher.original("select")
         return _green_waiter(fd, original, wait_read)
+
+    def write_waiter(self, sock: socket.socket) -> Waiter:
+        import eventlet.hubs
+        import eventlet.patcher
+
+        fd = sock.fileno()
+
+        def wait_write(timeout: float | None) -> object:
+            return eventlet.hubs.trampoline(
+                fd, write=True, timeout=timeout, timeout_exc=socket.timeout
+            )
+
+        original: types.ModuleType = eventlet.patcher.original("select")
+        return _green_waiter(fd, original, wait_write, True)
 
     def sleep(self, seconds: float) -> None:
         import eventlet

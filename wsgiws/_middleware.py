@@ -64,7 +64,13 @@ class WebSocketMiddleware:
         fails with 1011 and ``receive`` raises :class:`ConnectionClosed`.
         Default 20 s each; None turns pings (or the timeout) off.
     ``close_timeout``
-        Seconds to wait for the peer's answer in the closing handshake.
+        Seconds to wait for the peer's answer in the closing handshake; also
+        the most :meth:`WebSocket.close` takes, from any thread. Default 5.
+    ``send_timeout``
+        A send that can hand no byte to the client for this many seconds (it
+        stopped reading) aborts the connection: ``send`` raises
+        :class:`ConnectionClosed` with 1006, and so does every other call on
+        it. Default 20 s; None: no limit.
     ``origins``
         None (the default) accepts any ``Origin``; otherwise a list of the
         allowed ones: exact origins (``"https://example.com"``), patterns with
@@ -89,6 +95,7 @@ class WebSocketMiddleware:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 5.0,
+        send_timeout: float | None = 20.0,
         origins: Sequence[OriginRule] | None = None,
         accept: AcceptHook | None = None,
     ) -> None:
@@ -100,6 +107,7 @@ class WebSocketMiddleware:
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             close_timeout=close_timeout,
+            send_timeout=send_timeout,
             origins=origins,
             accept=accept,
         )

@@ -78,6 +78,7 @@ class Options:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     close_timeout: float = 5.0
+    send_timeout: float | None = 20.0
     origins: Sequence[OriginRule] | None = None
     accept: AcceptHook | None = None
 
@@ -105,7 +106,7 @@ class Options:
             raise ValueError(
                 f"max_message_size must be positive or None, not {self.max_message_size}"
             )
-        for name in ("ping_interval", "ping_timeout"):
+        for name in ("ping_interval", "ping_timeout", "send_timeout"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(
@@ -153,6 +154,7 @@ class Endpoint:
         ping_interval: float | _Inherit | None = INHERIT,
         ping_timeout: float | _Inherit | None = INHERIT,
         close_timeout: float | _Inherit = INHERIT,
+        send_timeout: float | _Inherit | None = INHERIT,
         origins: Sequence[OriginRule] | _Inherit | None = INHERIT,
         accept: AcceptHook | _Inherit | None = INHERIT,
     ) -> None:
@@ -166,6 +168,7 @@ class Endpoint:
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
             "close_timeout": close_timeout,
+            "send_timeout": send_timeout,
             "origins": origins,
             "accept": accept,
         }

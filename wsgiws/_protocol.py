@@ -26,7 +26,7 @@ States and transitions (all of them are made in :meth:`Protocol._to`)::
     OPEN ──we send Close──────────────────────▶ CLOSING
     OPEN ──peer's Close (we echo it)──────────▶ CLOSED
     OPEN ──protocol error (we send Close)─────▶ CLOSED
-    OPEN / CLOSING ──EOF, or given up on──────▶ CLOSED (1006 if no Close came)
+    OPEN / CLOSING ──EOF, aborted, given up on▶ CLOSED (1006 if no Close came)
     OPEN / CLOSING ──fail() (peer silent)─────▶ CLOSED (keepalive: 1011)
     CLOSING ──peer's Close────────────────────▶ CLOSED
 
@@ -278,14 +278,15 @@ class Protocol:
         if self.state is not State.CLOSED:
             self._fail(code, reason, wait_for_peer=False)
 
-    def connection_lost(self) -> None:
-        """The transport is gone (EOF, reset, or we gave up waiting): enter CLOSED.
+    def connection_lost(self, code: int = 1006, reason: str = "") -> None:
+        """The transport is gone (EOF, reset, aborted, or we gave up waiting): enter CLOSED.
 
-        The code is 1006 unless a closing handshake already decided it
-        (§7.1.5: "considered to be 1006" when no Close frame was received).
+        The code is 1006 (§7.1.5: "considered to be 1006" when no Close frame
+        was received) unless the connection is already CLOSED; ``reason``
+        says why when we ended the transport ourselves (a send timeout).
         """
         if self.state is not State.CLOSED:
-            self._to(State.CLOSED, 1006)
+            self._to(State.CLOSED, code, reason)
 
     def next_message(self) -> Data | None:
         """The oldest whole message received and not yet taken, or None.
@@ -306,6 +307,11 @@ class Protocol:
         return self._messages_size + self._engine.partial_size
 
     # -- sending ------------------------------------------------------------------
+
+    @property
+    def wants_to_send(self) -> bool:
+        """Whether :meth:`data_to_send` has bytes (pongs, a Close)."""
+        return bool(self._outgoing)
 
     def data_to_send(self) -> bytes:
         """Bytes the protocol itself must send (pongs, Close frames); empties the queue."""

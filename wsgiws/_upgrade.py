@@ -141,6 +141,7 @@ def serve(
         subprotocol=handshake.subprotocol,
         max_message_size=options.max_message_size,
         close_timeout=options.close_timeout,
+        send_timeout=options.send_timeout,
         ping_interval=options.ping_interval,
         ping_timeout=options.ping_timeout,
         extensions=() if handshake.extension is None else (handshake.extension,),

@@ -47,7 +47,7 @@ class WebSocketPlugin:
 
     ``options`` are :class:`~wsgiws.WebSocketMiddleware`'s keyword options
     (``subprotocols``, ``compression``, ``max_message_size``, ``ping_interval``,
-    ``ping_timeout``, ``close_timeout``, ``origins``, ``accept``): the defaults
+    ``ping_timeout``, ``close_timeout``, ``send_timeout``, ``origins``, ``accept``): the defaults
     of every WebSocket route of the app. An invalid value raises here.
 
     A route is a WebSocket route when it is declared with ``websocket=True``,

@@ -50,7 +50,7 @@ class WebSockets:
 
     ``options`` are :class:`~wsgiws.WebSocketMiddleware`'s keyword options
     (``subprotocols``, ``compression``, ``max_message_size``, ``ping_interval``,
-    ``ping_timeout``, ``close_timeout``, ``origins``, ``accept``), the defaults
+    ``ping_timeout``, ``close_timeout``, ``send_timeout``, ``origins``, ``accept``), the defaults
     of every route of this extension; a route may override any of them. An
     invalid value raises here, not at the first request.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import webob
@@ -331,14 +331,19 @@ def test_send_after_our_close_names_our_code(pair: tuple[WebSocket, Peer]) -> No
     while ws._read_lock.acquire(False):  # wait until the receiver holds the lock
         ws._read_lock.release()
         time.sleep(0.001)
-    # Another thread is receiving: close() sends the Close and returns; the
+    # Another thread is receiving: close() sends the Close and waits while the
     # receiving thread reads the peer's answer and closes TCP.
-    ws.close(4002, "mine")
+    closer = threading.Thread(target=ws.close, args=(4002, "mine"))
+    closer.start()
+    event = peer.next_event()
+    assert isinstance(event, CloseConnection) and event.code == 4002
     with pytest.raises(ConnectionClosed) as info:
         ws.send("x")
     assert (info.value.code, info.value.reason) == (4002, "mine")
-    peer.expect_close()
+    peer.sock.sendall(peer.ws.send(event.response()))
+    closer.join(timeout(5))
     receiver.join(timeout(5))
+    assert not closer.is_alive() and not receiver.is_alive()
     assert ws.closed and ws.close_code == 4002
     assert [(e.code, e.reason) for e in ended] == [(4002, "mine")]  # type: ignore[attr-defined]
     assert peer.read_to_eof() == b""
@@ -399,7 +404,7 @@ def test_a_handler_that_only_sends_fails_one_send_after_a_protocol_error(
     ws, peer = pair
     peer.send_raw(mask_frame(0x1, b"bad", rsv=2))
     deadline = time.monotonic() + timeout(5)
-    while not ws._wait_readable(0):  # the bytes are there before the first send
+    while not ws._stream.readable(0):  # the bytes are there before the first send
         assert time.monotonic() < deadline
     ws.send("first")  # reads the defect; this send still goes out
     with pytest.raises(ConnectionClosed) as info:
@@ -456,6 +461,15 @@ class _CountingKit:
 
     def lock(self) -> Lock:
         return THREADS.lock()
+
+    def write_waiter(self, sock: socket.socket) -> Waiter:
+        return THREADS.write_waiter(sock)
+
+    def sleep(self, seconds: float) -> None:
+        THREADS.sleep(seconds)
+
+    def spawn(self, function: Callable[[], object]) -> None:
+        THREADS.spawn(function)
 
     def waiter(self, sock: socket.socket) -> Waiter:
         wait = THREADS.waiter(sock)

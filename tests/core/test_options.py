@@ -262,6 +262,25 @@ def test_endpoint_limits_reach_the_connection() -> None:
     up.join()
 
 
+def test_send_timeout_reaches_the_connection_and_none_turns_it_off() -> None:
+    seen: list[float | None] = []
+
+    def record(ws: WebSocket) -> None:
+        seen.append(ws._deadlines.send_timeout)
+
+    mw = WebSocketMiddleware(
+        inner_app,
+        {"/ws": record, "/slow": Endpoint(record, send_timeout=None)},
+        send_timeout=3.5,
+    )
+    for path in ("/ws", "/slow"):
+        up = Upgrade(mw, PATH_INFO=path)
+        up.read_101()
+        up.peer.expect_close()
+        up.join()
+    assert seen == [3.5, None]
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
@@ -271,6 +290,7 @@ def test_endpoint_limits_reach_the_connection() -> None:
         ({"ping_interval": 0}, ValueError, "ping_interval"),
         ({"ping_timeout": -1}, ValueError, "ping_timeout"),
         ({"close_timeout": -1}, ValueError, "close_timeout"),
+        ({"send_timeout": 0}, ValueError, "send_timeout"),
         ({"origins": "https://example.com"}, TypeError, "list of allowed origins"),
         ({"origins": [42]}, TypeError, "str, a re.Pattern or None"),
         ({"accept": 42}, TypeError, "accept must be a callable"),
