@@ -29,9 +29,10 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import ssl
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 from .._concurrency import Kit, kit_for
 
@@ -111,7 +112,7 @@ def read_buffered(reader: io.BufferedIOBase, sock: socket.socket) -> bytes:
     sock.setblocking(False)
     try:
         return read1(1 << 20) or b""
-    except (BlockingIOError, InterruptedError, socket.timeout):
+    except (BlockingIOError, InterruptedError, socket.timeout, ssl.SSLWantReadError):
         return b""
     finally:
         sock.settimeout(None)
