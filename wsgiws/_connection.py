@@ -697,7 +697,9 @@ class WebSocket:
                     self._send_timed_out()
                     raise self._closed_error()
                 if until is not None and now >= until:
-                    self._abort(1006, "the client stopped reading: the Close frame could not be sent")
+                    self._abort(
+                        1006, "the client stopped reading: the Close frame could not be sent"
+                    )
                     raise self._closed_error()
                 wait = _STUCK_SEND_TICK
                 send_at = deadlines.next_at()

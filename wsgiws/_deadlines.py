@@ -137,41 +137,51 @@ class Deadlines:
     # -- what to do -------------------------------------------------------------
 
     def due(self, now: float) -> Due | None:
-        """The action that has come at ``now``, the most severe first; None if none."""
-        at, action = self._next()
-        return action if at is not None and at <= now else None
+        """The most severe action that has come at ``now``; None if none has.
 
-    def next_at(self) -> float | None:
-        """When the next action comes (it may have come already); None: never."""
-        return self._next()[0]
-
-    def _next(self) -> tuple[float | None, Due | None]:
-        # The earliest deadline and its action. The severe actions are looked
-        # at first and win a tie: a connection to abort need not be pinged.
-        # (Plain comparisons, no list: this runs on every wait for a message.)
-        best_at: float | None = None
-        best: Due | None = None
-        if self.send_timeout is not None and self._send_stuck_since is not None:
-            best_at, best = self._send_stuck_since + self.send_timeout, Due.SEND_TIMEOUT
-        if self._closing_since is not None:
-            at = self._closing_since + self.close_timeout
-            if best_at is None or at < best_at:
-                best_at, best = at, Due.CLOSE_TIMEOUT
+        (Plain comparisons, no list: this runs on every wait for a message.)
+        """
+        if (
+            self.send_timeout is not None
+            and self._send_stuck_since is not None
+            and now >= self._send_stuck_since + self.send_timeout
+        ):
+            return Due.SEND_TIMEOUT
+        if self._closing_since is not None and now >= self._closing_since + self.close_timeout:
+            return Due.CLOSE_TIMEOUT
         if self.keepalive and self.ping_interval is not None:
             timeout = self.ping_timeout
             if self._ping_sent_at is not None:
-                if timeout is not None:
-                    at = self._ping_sent_at + timeout
-                    if best_at is None or at < best_at:
-                        best_at, best = at, Due.KEEPALIVE_TIMEOUT
+                if timeout is not None and now >= self._ping_sent_at + timeout:
+                    return Due.KEEPALIVE_TIMEOUT
+                return None
+            ping_at = self._heard_at + self.ping_interval
+            if timeout is not None and now >= ping_at + timeout:
+                return Due.KEEPALIVE_TIMEOUT
+            held = self._ping_held_until
+            if now >= ping_at and (held is None or now >= held):
+                return Due.PING
+        return None
+
+    def next_at(self) -> float | None:
+        """When the next action comes (it may have come already); None: never."""
+        at: float | None = None
+        if self.send_timeout is not None and self._send_stuck_since is not None:
+            at = self._send_stuck_since + self.send_timeout
+        if self._closing_since is not None:
+            closing_at = self._closing_since + self.close_timeout
+            if at is None or closing_at < at:
+                at = closing_at
+        if self.keepalive and self.ping_interval is not None:
+            timeout = self.ping_timeout
+            if self._ping_sent_at is not None:
+                keepalive_at = None if timeout is None else self._ping_sent_at + timeout
             else:
                 ping_at = self._heard_at + self.ping_interval
-                if timeout is not None:
-                    at = ping_at + timeout
-                    if best_at is None or at < best_at:
-                        best_at, best = at, Due.KEEPALIVE_TIMEOUT
                 held = self._ping_held_until
-                at = ping_at if held is None or held < ping_at else held
-                if best_at is None or at < best_at:
-                    best_at, best = at, Due.PING
-        return best_at, best
+                keepalive_at = ping_at if held is None or held < ping_at else held
+                if timeout is not None and ping_at + timeout < keepalive_at:
+                    keepalive_at = ping_at + timeout
+            if keepalive_at is not None and (at is None or keepalive_at < at):
+                at = keepalive_at
+        return at
