@@ -25,6 +25,7 @@ PUBLIC = {
     "WebSocketMiddleware",
     "__version__",
     "run",
+    "shutdown",
 }
 
 

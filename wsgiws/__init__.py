@@ -27,6 +27,7 @@ from ._exceptions import (
 from ._middleware import WebSocketMiddleware
 from ._options import Accept, AcceptHook, Endpoint, Handler
 from ._run import run
+from ._shutdown import shutdown
 
 __version__ = "0.1.0.dev0"
 
@@ -45,4 +46,5 @@ __all__ = [
     "WebSocketMiddleware",
     "__version__",
     "run",
+    "shutdown",
 ]

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import webob
 
+from . import _shutdown
 from ._connection import WebSocket
 from ._exceptions import ConnectionClosed, HandshakeError, Reject, UnsupportedServer
 from ._handshake import Handshake, accept
@@ -155,6 +156,7 @@ def serve(
         ws._finish()
         adapter.release(environ)
         return answer
+    _shutdown.track(ws, adapter, environ)
     code = 1000
     try:
         handler(ws)
@@ -175,6 +177,7 @@ def serve(
         raise
     finally:
         ws._finish(code)
+        _shutdown.untrack(ws)
         adapter.release(environ)
     return answer
 

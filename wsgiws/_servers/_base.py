@@ -13,7 +13,11 @@ An adapter knows one WSGI server. It answers three questions:
   TCP connection.
 
 and may warn (:meth:`ServerAdapter.caveat`) about a configuration that works
-but serves WebSockets badly.
+but serves WebSockets badly, and may watch for the server's stop
+(:meth:`ServerAdapter.watch`) where the server tells its application nothing:
+gunicorn's workers stop by a flag, not a call, so the gunicorn adapter watches
+that flag and closes the WebSockets with 1001 when it falls. Elsewhere whoever
+stops the server calls :func:`wsgiws.shutdown`, and the default does nothing.
 
 By the time ``release`` runs the connection has shut the socket down both ways.
 The WSGI app then reports the true outcome through ``start_response`` (``101
@@ -86,6 +90,22 @@ class ServerAdapter:
 
     def release(self, environ: MutableMapping[str, Any]) -> None:
         """Tell the server the response is handled; the socket is already shut down."""
+
+    def watch(
+        self,
+        environ: Mapping[str, Any],
+        kit: Kit,
+        on_stop: Callable[[float | None], None],
+        busy: Callable[[], bool],
+    ) -> None:
+        """Arrange for ``on_stop(timeout)`` to be called when this server process begins to stop.
+
+        Called at every takeover; cheap after the first. ``on_stop`` may block
+        (it waits for the clients' answers): it is called from a thread or
+        greenlet of ``kit``, with the seconds the server gives (None: no
+        limit known). ``busy()`` is True while WebSockets are open: a watcher
+        may end when it turns False; the next takeover calls ``watch`` again.
+        """
 
 
 def input_replaced(reader: object) -> bytes:
