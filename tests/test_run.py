@@ -60,9 +60,9 @@ PATCHED_SOCKET = {
     "gunicorn": "socket.socket",
     "werkzeug": "socket.socket",
 }
-#: gevent and eventlet kill their handlers' greenlets at shutdown: wsgiws closes with 1001.
-#: Werkzeug's daemon threads and gunicorn's killed worker just vanish (no close frame).
-GOING_AWAY = {"gevent": 1001, "eventlet": 1001, "gunicorn": None, "werkzeug": None}
+#: Every server closes the open WebSockets with 1001 as it stops (wsgiws.shutdown;
+#: tests/live/test_shutdown.py checks the handlers' side too).
+GOING_AWAY = {"gevent": 1001, "eventlet": 1001, "gunicorn": 1001, "werkzeug": 1001}
 
 
 def need(*packages: str) -> None:

@@ -28,10 +28,13 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Callable, Literal
+
+from ._shutdown import shutdown
 
 __all__ = ["CHOICES", "Choice", "Server", "choose", "listen", "run", "serve"]
 
@@ -39,11 +42,13 @@ Server = Literal["auto", "gevent", "eventlet", "gunicorn", "werkzeug"]
 #: The ``server`` values, "auto" first, then the servers in the order "auto" prefers them.
 CHOICES: tuple[Server, ...] = ("auto", "gevent", "eventlet", "gunicorn", "werkzeug")
 
-#: Seconds the server gives open connections to end once it is told to stop;
-#: then it ends them: gevent and eventlet kill the handlers' greenlets (the
-#: handler sees GreenletExit, and wsgiws closes with 1001 Going Away), gunicorn
-#: kills its worker. gevent's own default is 1 s, gunicorn's 30 s; a WebSocket
-#: can stay open for hours, so waiting long only delays the inevitable.
+#: Seconds the server gives open connections to end once it is told to stop.
+#: Each server first closes its WebSockets with 1001 (:func:`shutdown`, bounded
+#: by this), which ends their handlers once the clients answer; then it ends
+#: the rest: gevent and eventlet kill the handlers' greenlets, gunicorn kills
+#: its worker, Werkzeug's daemon threads end with the process. gevent's own
+#: default is 1 s, gunicorn's 30 s; a WebSocket can stay open for hours, so
+#: waiting long only delays the inevitable.
 GRACE = 2
 
 #: gunicorn's gthread worker runs each request in a thread of a fixed pool, and
@@ -146,9 +151,11 @@ def run(
     a warning says so.
 
     One line on stderr says which server was chosen and why. On Ctrl-C or
-    SIGTERM the server stops accepting connections, gives the open ones
-    2 seconds to end, and ends the rest (gevent and eventlet close them with
-    1001 Going Away); then ``run`` returns.
+    SIGTERM the server stops accepting connections, and every open WebSocket
+    gets a Close frame with 1001 (going away): its handler's ``receive`` raises
+    :class:`ConnectionClosed` once the client answers (:func:`shutdown`). The
+    open connections get 2 seconds to end, the rest are ended; then ``run``
+    returns.
 
     Raises :class:`ValueError` for an unknown ``server``, :class:`ImportError`
     when the server asked for (or, for ``"auto"``, every one) cannot be
@@ -346,7 +353,8 @@ def serve(
         print(choice.warning, file=sys.stderr, flush=True)
     if choice.server == "gunicorn":
         # gunicorn's arbiter handles its signals itself (SIGTERM: graceful stop,
-        # SIGINT: quick stop).
+        # SIGINT: quick stop), and its worker closes the WebSockets with 1001
+        # as it stops (the gunicorn adapter watches it).
         _serve_gunicorn(app, listener)
         return
     restore = _stop_on_signals(_green_rethrow(choice.server))
@@ -449,7 +457,16 @@ def _serve_gevent(app: Any, listener: socket.socket, choice: Choice, host: str) 
     # and open connections end abruptly when the process exits. Unbounded.
     from gevent.pool import Pool
 
-    WSGIServer(sock, app, spawn=Pool()).serve_forever(stop_timeout=GRACE)
+    class Server(WSGIServer):  # type: ignore[misc]  # gevent's classes are untyped here
+        def stop(self, timeout: float | None = None) -> None:
+            # serve_forever calls stop (in a greenlet of its own, which may
+            # wait) when it is interrupted: close the WebSockets first.
+            self.stop_accepting()
+            deadline = time.monotonic() + GRACE
+            shutdown(timeout=GRACE)
+            super().stop(max(0.0, deadline - time.monotonic()))
+
+    Server(sock, app, spawn=Pool()).serve_forever(stop_timeout=GRACE)
 
 
 def _serve_eventlet(app: Any, listener: socket.socket, choice: Choice, host: str) -> None:
@@ -472,8 +489,9 @@ class _GracefulPool:
     ``eventlet.wsgi.server`` waits, after its accept loop ends, for every
     connection to finish (``pool.waitall()``), and documents that this hangs
     while a long-lived connection is open: a WebSocket would keep the process
-    alive after Ctrl-C. This waits :data:`GRACE` seconds, then kills the
-    connections' greenthreads (GreenletExit: wsgiws closes with 1001).
+    alive after Ctrl-C. This closes the WebSockets with 1001 (:func:`shutdown`)
+    and waits for them, up to :data:`GRACE` seconds in all, then kills the
+    greenthreads still running (GreenletExit: wsgiws closes with 1001).
     """
 
     def __init__(self, pool: Any) -> None:
@@ -485,7 +503,10 @@ class _GracefulPool:
     def waitall(self) -> None:
         import eventlet
 
-        with eventlet.Timeout(GRACE, False):  # False: end the wait silently
+        deadline = time.monotonic() + GRACE
+        shutdown(timeout=GRACE)
+        remaining = max(0.0, deadline - time.monotonic())
+        with eventlet.Timeout(remaining, False):  # False: end the wait silently
             self._pool.waitall()
         for greenthread in list(self._pool.coroutines_running):
             greenthread.kill()
@@ -498,9 +519,12 @@ def _serve_werkzeug(app: Any, listener: socket.socket, choice: Choice, host: str
     # make_server duplicates the descriptor (socket.fromfd) and binds nothing.
     server = make_server(host, listener.getsockname()[1], app, threaded=True, fd=listener.fileno())
     listener.close()
-    # Returns on KeyboardInterrupt. Its threads are daemon threads: open
-    # WebSockets end (without a closing handshake) when the process exits.
-    server.serve_forever()
+    # Ends with our _Stop (a SIGTERM or Ctrl-C). Its threads are daemon
+    # threads, which die with the process: close their WebSockets first.
+    try:
+        server.serve_forever()
+    finally:
+        shutdown(timeout=GRACE)
 
 
 _SERVE: dict[str, Callable[[Any, socket.socket, Choice, str], None]] = {
