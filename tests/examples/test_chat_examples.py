@@ -32,6 +32,7 @@ CHATS = [
     "chat_pyramid.py",
     "eventlet_server.py",
     "gevent_server.py",
+    "werkzeug_server.py",
 ]
 
 
