@@ -63,10 +63,6 @@ _BACKLOG_LIMIT = 4 * 1024 * 1024
 #: what it receives reads again at once, and a check per send would cost a
 #: system call per message.
 _SERVICE_INTERVAL = 0.005
-#: How often a send waiting on a full buffer wakes to run keepalive when
-#: nobody receives (a handler that only sends): often enough that a silent
-#: peer is failed close to its deadline, rarely enough to cost nothing.
-_STUCK_SEND_TICK = 1.0
 #: The longest we read and discard after our Close when the peer's Close never
 #: came (it failed the protocol, or went silent): long enough for what a peer
 #: already had in flight and its FIN to arrive on any real network, so that
@@ -75,6 +71,8 @@ _STUCK_SEND_TICK = 1.0
 _LINGER_LIMIT = 2.0
 #: The payload of our keepalive pings (RFC 6455 §5.5.2: the pong echoes it).
 _KEEPALIVE_PAYLOAD = b"wsgiws keepalive"
+#: The close reason of a connection that keepalive failed (with 1011).
+_KEEPALIVE_REASON = "keepalive ping timeout"
 
 
 def _acquire(lock: Lock, seconds: float) -> bool:
@@ -361,10 +359,23 @@ class WebSocket:
     def _peer_gone(self) -> None:
         """Fail the connection: the peer answered neither our ping nor anything else.
 
-        We still send Close 1011 (§7.1.7), but only if no send is in progress
-        and only what the kernel takes at once: a peer that is gone does not
-        read, and its full receive window must not block us.
+        The caller holds the read lock. We still send Close 1011 (§7.1.7), but
+        only if no send is in progress and only what the kernel takes at once:
+        a peer that is gone does not read, and its full receive window must not
+        block us.
         """
+        self._log_peer_gone()
+        self._protocol.fail(1011, _KEEPALIVE_REASON)
+        if self._send_lock.acquire(False):
+            try:
+                with contextlib.suppress(OSError):
+                    self._stream.send(self._protocol.data_to_send())
+            finally:
+                self._send_lock.release()
+        # Whatever another thread is blocked on (a send to a full window) fails now.
+        self._stream.shutdown(socket.SHUT_RDWR)
+
+    def _log_peer_gone(self) -> None:
         deadlines = self._deadlines
         log.info(
             "WebSocket %s: no answer from the client for %.1fs (ping_interval=%s, "
@@ -374,15 +385,6 @@ class WebSocket:
             deadlines.ping_interval,
             deadlines.ping_timeout,
         )
-        self._protocol.fail(1011, "keepalive ping timeout")
-        if self._send_lock.acquire(False):
-            try:
-                with contextlib.suppress(OSError):
-                    self._stream.send(self._protocol.data_to_send())
-            finally:
-                self._send_lock.release()
-        # Whatever another thread is blocked on (a send to a full window) fails now.
-        self._stream.shutdown(socket.SHUT_RDWR)
 
     def _send_timed_out(self) -> None:
         """Abort: no byte could be sent for send_timeout (the peer stopped reading)."""
@@ -684,7 +686,13 @@ class WebSocket:
             self._lost(exc)
 
     def _write_rest(self, view: memoryview, sent: int, more: bool, until: float | None) -> None:
-        """The slow path of :meth:`_write`: wait for room, within the deadlines."""
+        """The slow path of :meth:`_write`: wait for room, within the deadlines.
+
+        The wait ends at the send timeout or at keepalive's verdict, and the
+        sender acts on either itself: a receiver may be waiting elsewhere, or
+        none may exist (a handler that only sends). Another thread's close()
+        or abort() wakes it by shutting the socket down.
+        """
         stream = self._stream
         deadlines = self._deadlines
         try:
@@ -693,47 +701,34 @@ class WebSocket:
                     raise ConnectionClosed(*self._aborted)
                 now = time.monotonic()
                 deadlines.send_blocked(now)
-                if deadlines.due(now) is Due.SEND_TIMEOUT:
+                due = deadlines.due(now)
+                if due is Due.SEND_TIMEOUT:
                     self._send_timed_out()
+                    raise self._closed_error()
+                if due is Due.KEEPALIVE_TIMEOUT:
+                    if not self.closed:
+                        self._log_peer_gone()
+                        # No Close frame: one is half sent.
+                        self._abort(1011, _KEEPALIVE_REASON)
                     raise self._closed_error()
                 if until is not None and now >= until:
                     self._abort(
                         1006, "the client stopped reading: the Close frame could not be sent"
                     )
                     raise self._closed_error()
-                wait = _STUCK_SEND_TICK
-                send_at = deadlines.next_at()
-                if send_at is not None and send_at - now < wait:
-                    wait = max(0.0, send_at - now)
-                if until is not None and until - now < wait:
+                wait = None
+                give_up_at = deadlines.give_up_at()
+                if give_up_at is not None:
+                    wait = give_up_at - now
+                if until is not None and (wait is None or until - now < wait):
                     wait = until - now
-                if stream.writable(wait):
+                if stream.writable(None if wait is None else max(0.0, wait)):
                     n = stream.send(view[sent:], more)
                     if n:
                         sent += n
                         deadlines.send_progressed(time.monotonic())
-                else:
-                    self._keepalive_while_stuck(now)
         finally:
             view.release()
-
-    def _keepalive_while_stuck(self, now: float) -> None:
-        """Keepalive for a handler that only sends, while its send waits for room.
-
-        The caller holds the send lock, so no ping can go out: Deadlines fails
-        the peer once the ping has been held up for ping_timeout. Nothing is
-        read here (an answer to it would need the lock we hold).
-        """
-        if not self._read_lock.acquire(False):
-            return  # a receiver runs the timers
-        try:
-            due = self._deadlines.due(now)
-            if due is Due.PING:
-                self._deadlines.ping_held_up(now)
-            elif due is Due.KEEPALIVE_TIMEOUT:
-                self._peer_gone()
-        finally:
-            self._read_lock.release()
 
     def _lost(self, exc: OSError) -> None:
         """The socket failed while sending: the connection is over. Raises ConnectionClosed."""

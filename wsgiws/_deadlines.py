@@ -163,6 +163,23 @@ class Deadlines:
                 return Due.PING
         return None
 
+    def give_up_at(self) -> float | None:
+        """When a send that waits for room must give up at the latest (None: never).
+
+        Its own timeout, or keepalive's verdict on a peer silent meanwhile: the
+        send holds the connection's send lock, so the ping cannot go out.
+        """
+        at: float | None = None
+        if self.send_timeout is not None and self._send_stuck_since is not None:
+            at = self._send_stuck_since + self.send_timeout
+        timeout = self.ping_timeout
+        if self.keepalive and self.ping_interval is not None and timeout is not None:
+            sent = self._ping_sent_at
+            keepalive_at = (self._heard_at + self.ping_interval if sent is None else sent) + timeout
+            if at is None or keepalive_at < at:
+                at = keepalive_at
+        return at
+
     def next_at(self) -> float | None:
         """When the next action comes (it may have come already); None: never."""
         at: float | None = None
