@@ -67,9 +67,7 @@ class Scenario:
         self.kit = _kit(kit_name)
         self.scale = scale
         self.server, self.client = _pair(kit_name)
-        self.ws = WebSocket(
-            self.server, self.kit, request=webob.Request.blank("/stuck"), **options
-        )
+        self.ws = WebSocket(self.server, self.kit, request=webob.Request.blank("/stuck"), **options)
 
     def spawn(self, function: Callable[[], object]) -> dict[str, Any]:
         """Run ``function`` beside us; the dict gets its outcome."""
