@@ -31,7 +31,14 @@ import webob
 from wsgiws import Accept, ConnectionClosed, Endpoint, Reject, WebSocket, WebSocketMiddleware
 
 from ._instrument import Record, instrument, sleep, spawn
-from ._shared import duplex_message
+from ._shared import (
+    STUCK_AFTER,
+    STUCK_CLOSE_TIMEOUT,
+    STUCK_PING_INTERVAL,
+    STUCK_PING_TIMEOUT,
+    STUCK_SEND_TIMEOUT,
+    duplex_message,
+)
 
 # What users do: let the library's log lines reach the server's output.
 logging.basicConfig(
@@ -167,6 +174,131 @@ def _b(message: str | bytes) -> bytes:
     return message.encode() if isinstance(message, str) else message
 
 
+# -- a client that stops reading (tests/live/test_stuck.py) ----------------------------------
+
+#: The message of the floods: 64 KiB, so that a few sends fill every buffer.
+_FLOOD = b"x" * 65536
+
+
+class _Flood:
+    """Sends 64 KiB messages on ``ws`` until a send raises, and records it in ``rec``.
+
+    ``rec["sending_since"]`` is when the send in progress began (wall clock, for the
+    test; None between sends), ``rec["sender"]`` how the last send ended, how long it
+    took, and when (wall clock). :attr:`since` and :attr:`ended` are the start of the
+    last send and its end on the monotonic clock.
+    """
+
+    def __init__(self, ws: WebSocket, rec: Record) -> None:
+        self.ws = ws
+        self.rec = rec
+        self.since: float | None = None
+        self.ended: float | None = None
+        rec.update(sent=0, sending_since=None, sender=None)
+
+    def stuck(self) -> bool:
+        """A send has been in progress for STUCK_AFTER seconds."""
+        since = self.since
+        return since is not None and time.monotonic() - since >= STUCK_AFTER
+
+    def run(self) -> None:
+        rec = self.rec
+        outcome: dict[str, Any] = {"how": "?"}
+        try:
+            while True:
+                self.since = time.monotonic()
+                rec["sending_since"] = time.time()
+                self.ws.send(_FLOOD)
+                rec.update(sent=rec["sent"] + 1, sending_since=None)
+        except ConnectionClosed as exc:
+            outcome = {"how": "ConnectionClosed", "code": exc.code, "reason": exc.reason}
+        except BaseException as exc:
+            outcome = {"how": type(exc).__name__, "detail": str(exc)}
+            raise
+        finally:
+            self.ended = time.monotonic()
+            assert self.since is not None
+            took = self.ended - self.since
+            rec["sender"] = {**outcome, "send_took": took, "at": time.time()}
+
+    def wait_stuck(self, seconds: float = 10.0) -> bool:
+        """Wait (green-aware) until a send is stuck; False if none is after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while not self.stuck():
+            if self.ended is not None or time.monotonic() > deadline:
+                return False
+            sleep(0.01)
+        return True
+
+
+def stuck_flood(ws: WebSocket) -> None:
+    """Send 64 KiB messages to a client that does not read until a send raises
+    (``send_timeout``); record how under ``?id=``."""
+    rec = Record(_ws_query(ws)["id"], state="flooding")
+    try:
+        _Flood(ws, rec).run()
+    finally:
+        rec["state"] = "ended"
+
+
+def stuck_release(ws: WebSocket) -> None:
+    """A second thread (greenlet) floods; once its send is stuck this one calls
+    ``ws.close()`` or ``ws.abort()`` (``?how=``); record how long that call took and how
+    soon after it returned the sender was released (``?id=``)."""
+    q = _ws_query(ws)
+    rec = Record(q["id"], state="flooding", call=None)
+    flood = _Flood(ws, rec)
+    join = spawn(flood.run, "stuck-sender")
+    returned = None
+    try:
+        if not flood.wait_stuck():
+            rec["call"] = {"how": "the flood never got stuck"}
+            ws.abort()
+            return
+        called = time.monotonic()
+        if q["how"] == "close":
+            ws.close()
+        else:
+            ws.abort()
+        returned = time.monotonic()
+        rec["call"] = {
+            "how": q["how"],
+            "took": returned - called,
+            "code": ws.close_code,
+            "reason": ws.close_reason,
+        }
+    finally:
+        join()
+        if returned is not None and flood.ended is not None:
+            rec["released_after_return"] = flood.ended - returned
+        rec["state"] = "ended"
+
+
+def stuck_keepalive(ws: WebSocket) -> None:
+    """A second thread (greenlet) floods a client that neither reads nor sends while this
+    one waits in ``receive()``: keepalive must end both; record how (``?id=``)."""
+    rec = Record(_ws_query(ws)["id"], state="flooding", receive=None)
+    flood = _Flood(ws, rec)
+    join = spawn(flood.run, "stuck-sender")
+    received_at = None
+    try:
+        message = ws.receive()
+        rec["receive"] = {"how": "returned", "message": repr(message)[:60]}
+    except ConnectionClosed as exc:
+        received_at = time.monotonic()
+        rec["receive"] = {"how": "ConnectionClosed", "code": exc.code, "reason": exc.reason}
+    finally:
+        if received_at is None:
+            ws.abort()  # do not leave the sender stuck for ever: the test fails anyway
+        join()
+        if received_at is not None and flood.ended is not None and flood.since is not None:
+            rec.update(
+                failed_after_stuck=received_at - flood.since,
+                released_after_receive=flood.ended - received_at,
+            )
+        rec["state"] = "ended"
+
+
 HANDLERS = {
     "/echo": echo,
     "/fail": fail,
@@ -181,6 +313,25 @@ HANDLERS = {
     "/plain": Endpoint(echo, compression=None),
     # Path parameters (tests/live/test_routing.py).
     "/rooms/{name}/{n:int}": room,
+    # A client that stops reading (tests/live/test_stuck.py).
+    "/stuck-flood": Endpoint(
+        stuck_flood, send_timeout=STUCK_SEND_TIMEOUT, ping_interval=None, compression=None
+    ),
+    "/stuck-release": Endpoint(
+        stuck_release,
+        send_timeout=None,
+        close_timeout=STUCK_CLOSE_TIMEOUT,
+        ping_interval=None,
+        compression=None,
+    ),
+    "/stuck-keepalive": Endpoint(
+        stuck_keepalive,
+        send_timeout=None,
+        ping_interval=STUCK_PING_INTERVAL,
+        ping_timeout=STUCK_PING_TIMEOUT,
+        close_timeout=STUCK_CLOSE_TIMEOUT,
+        compression=None,
+    ),
 }
 
 
