@@ -191,7 +191,7 @@ def test_messages_both_ways_over_tls(
         assert ws.receive(timeout(10)) == payload
         sender.join()
         received: list[object] = []
-        reader = threading.Thread(target=lambda: received.append(peer.receive()))
+        reader = threading.Thread(target=lambda out=received: out.append(peer.receive()))
         reader.start()
         ws.send(payload)
         reader.join(timeout(10))
@@ -208,7 +208,7 @@ def test_a_tls_client_that_stops_reading_fails_the_send_after_send_timeout(
 ) -> None:
     tcp[0].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     tcp[1].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    ws, tls_client = tls_websocket(certificates, tcp, send_timeout=0.3, ping_interval=None)
+    ws, _ = tls_websocket(certificates, tcp, send_timeout=0.3, ping_interval=None)
     with pytest.raises(ConnectionClosed) as info:
         while True:
             ws.send(b"x" * 65536)
@@ -222,7 +222,7 @@ def test_a_send_stuck_on_a_tls_client_is_released_by_another_thread(
 ) -> None:
     tcp[0].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     tcp[1].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    ws, tls_client = tls_websocket(
+    ws, _ = tls_websocket(
         certificates, tcp, send_timeout=None, ping_interval=None, close_timeout=0.3
     )
     outcome: list[BaseException] = []
