@@ -124,7 +124,9 @@ def read_buffered(reader: io.BufferedIOBase, sock: socket.socket) -> bytes:
 
     ``read1`` returns what is buffered when anything is, and otherwise makes
     exactly one read of the socket, which a non-blocking socket answers at
-    once. Either way nothing that was read is left behind in the reader.
+    once. Either way nothing that was read is left behind in the reader. On
+    a TLS socket the read may find only part of a record ("want read"): the
+    bytes stay in the SSL object, where the connection looks first.
     """
     read1 = getattr(reader, "read1", None)
     if read1 is None:
