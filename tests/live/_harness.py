@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tests.conftest import timeout
+
+from . import _tls
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The app a server runs unless a test asks for another (``MODULE:NAME``).
@@ -176,14 +179,18 @@ class LiveServer:
     worker_pid: int | None = None
     workers: frozenset[int] = frozenset()
     state_dir: Path | None = None
+    #: Set: the server terminates TLS itself (https://, wss://); see tests/live/_tls.py.
+    tls: _tls.TLS | None = None
     _log_file: Any = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
-        """The server id, and the app's module when it is not the default app."""
+        """The server id (``+tls`` or ``+adhoc`` over TLS), and the app's module when it
+        is not the default app."""
+        sid = self.server_id if self.tls is None else f"{self.server_id}+{self.tls.mode}"
         if self.app == APP:
-            return self.server_id
-        return f"{self.server_id}[{self.app.rpartition('.')[2].partition(':')[0]}]"
+            return sid
+        return f"{sid}[{self.app.rpartition('.')[2].partition(':')[0]}]"
 
     # -- addresses ------------------------------------------------------------------
 
@@ -193,10 +200,17 @@ class LiveServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def ws_url(self, path: str) -> str:
-        return f"ws://{self.host}:{self.port}{path}"
+        scheme = "ws" if self.tls is None else "wss"
+        return f"{scheme}://{self.host}:{self.port}{path}"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client context that verifies this server's certificate; None without TLS."""
+        return None if self.tls is None else self.tls.client_context(self.address)
 
     @property
     def pids(self) -> list[int]:
@@ -233,7 +247,13 @@ class LiveServer:
         body: bytes | None = None,
     ) -> Response:
         """One request on its own connection (``Connection: close``)."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout(10))
+        conn: http.client.HTTPConnection
+        if self.tls is None:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout(10))
+        else:
+            conn = http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout(10), context=self.ssl_context
+            )
         try:
             all_headers = {"Connection": "close", **(headers or {})}
             conn.request(method, path, body=body, headers=all_headers)
@@ -262,9 +282,11 @@ class LiveServer:
 
     def command(self, fd: int) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        for name in ("WSGIWS_TEST_GREEN", "WSGIWS_TEST_STATE_DIR"):
+        for name in ("WSGIWS_TEST_GREEN", "WSGIWS_TEST_STATE_DIR", _tls.ENV):
             env.pop(name, None)
         env.update(_SERVER_ENV.get(self.server_id, {}))
+        if self.tls is not None:
+            env[_tls.ENV] = self.tls.launcher_env()
         if self.state_dir is not None:
             env["WSGIWS_TEST_STATE_DIR"] = str(self.state_dir)
         paths = [str(ROOT)]
@@ -273,6 +295,8 @@ class LiveServer:
         gunicorn += ["--graceful-timeout", "2", "--log-level", "info", "--chdir", str(ROOT)]
         # Without --no-control-socket every master shares ~/.gunicorn/gunicorn.ctl.
         gunicorn += ["--access-logfile", "-", "--no-control-socket"]
+        if self.tls is not None and self.server_id.startswith("gunicorn-"):
+            gunicorn += self.tls.gunicorn_args()
         sid, app = self.server_id, self.app
         if sid == "gunicorn-gthread":
             cmd = [*gunicorn, "-k", "gthread", "--threads", "32", app]
@@ -389,12 +413,13 @@ class ServerPool:
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.servers: dict[tuple[str, str], LiveServer] = {}
-        self.unavailable: dict[tuple[str, str], str] = {}
+        self.servers: dict[tuple[str, ...], LiveServer] = {}
+        self.unavailable: dict[tuple[str, ...], str] = {}
 
-    def get(self, server_id: str, app: str = APP) -> LiveServer:
-        """The server running ``app``; raises :class:`ServerUnavailable` if it cannot run."""
-        key = (server_id, app)
+    def get(self, server_id: str, app: str = APP, tls: _tls.TLS | None = None) -> LiveServer:
+        """The server running ``app`` (over ``tls`` if given); raises
+        :class:`ServerUnavailable` if it cannot run."""
+        key = (server_id, app) if tls is None else (server_id, app, tls.mode)
         if key in self.unavailable:
             raise ServerUnavailable(self.unavailable[key])
         server = self.servers.get(key)
@@ -406,7 +431,7 @@ class ServerPool:
                     f"{server.name} died (status {status}); log tail:\n{server.log_since()[-3000:]}"
                 )
             return server
-        server = LiveServer(server_id, Path(), app)
+        server = LiveServer(server_id, Path(), app, tls=tls)
         server.log_path = self.log_dir / f"{server.name}.log"
         if server.expected_workers > 1:
             server.state_dir = self.log_dir / f"{server.name}.state"

@@ -12,6 +12,10 @@ here; the first line of stderr then says why, and the tests skip.
 The green servers are monkey-patched first thing, before anything else is
 imported, as their users do; the ``-unpatched`` ones are not patched at all
 (their listening socket is the green library's own socket class instead).
+
+With ``WSGIWS_TEST_TLS`` set (``CERTFILE:KEYFILE``, or ``adhoc`` for Werkzeug's
+own certificate) the server terminates TLS itself, configured as its users do:
+see :func:`_tls`.
 """
 
 import sys
@@ -52,6 +56,45 @@ def _listener(fd):
     return socket.socket(fileno=fd)
 
 
+def _tls():
+    """``None`` (plain HTTP), ``"adhoc"``, or ``(certfile, keyfile)`` from ``WSGIWS_TEST_TLS``."""
+    import os
+
+    value = os.environ.get("WSGIWS_TEST_TLS", "")
+    if value in ("", "adhoc"):
+        return value or None
+    certfile, _, keyfile = value.partition(":")
+    return certfile, keyfile
+
+
+def _tls_files(server_id):
+    """The certificate and key files, for a server that has no adhoc mode of its own."""
+    tls = _tls()
+    if tls == "adhoc":
+        sys.exit(f"{server_id} has no adhoc certificate (only werkzeug has)")
+    return tls
+
+
+def _eventlet_tls(server_id, listener):
+    """eventlet's documented way: ``eventlet.wrap_ssl(listener, ..., server_side=True)``."""
+    tls = _tls_files(server_id)
+    if tls is None:
+        return listener
+    import eventlet
+
+    certfile, keyfile = tls
+    return eventlet.wrap_ssl(listener, certfile=certfile, keyfile=keyfile, server_side=True)
+
+
+def _gevent_tls(server_id):
+    """``WSGIServer(listener, app, keyfile=..., certfile=...)``, as gevent documents."""
+    tls = _tls_files(server_id)
+    if tls is None:
+        return {}
+    certfile, keyfile = tls
+    return {"certfile": certfile, "keyfile": keyfile}
+
+
 def serve(server_id, spec, fd):
     _patch(server_id)
     if server_id == "werkzeug":
@@ -59,12 +102,13 @@ def serve(server_id, spec, fd):
             from werkzeug.serving import make_server
         except ImportError as exc:
             _cannot_import(server_id, exc)
-        server = make_server("127.0.0.1", 0, _load(spec), threaded=True, fd=fd)
+        # ssl_context: None, "adhoc", or (certfile, keyfile), as run_simple takes it.
+        server = make_server("127.0.0.1", 0, _load(spec), threaded=True, fd=fd, ssl_context=_tls())
         server.serve_forever()
     elif server_id == "eventlet-wsgi":
         import eventlet.wsgi
 
-        eventlet.wsgi.server(_listener(fd), _load(spec))
+        eventlet.wsgi.server(_eventlet_tls(server_id, _listener(fd)), _load(spec))
     elif server_id == "eventlet-wsgi-unpatched":
         try:
             import eventlet.green.socket
@@ -74,11 +118,11 @@ def serve(server_id, spec, fd):
         # Unpatched, socket.socket is the OS's: the listener must be eventlet's
         # green socket, or accept() would block the hub (eventlet.listen() does this).
         listener = eventlet.green.socket.socket(fileno=fd)
-        eventlet.wsgi.server(listener, _load(spec))
+        eventlet.wsgi.server(_eventlet_tls(server_id, listener), _load(spec))
     elif server_id == "gevent-pywsgi":
         from gevent.pywsgi import WSGIServer
 
-        WSGIServer(_listener(fd), _load(spec)).serve_forever()
+        WSGIServer(_listener(fd), _load(spec), **_gevent_tls(server_id)).serve_forever()
     elif server_id == "gevent-pywsgi-unpatched":
         try:
             import gevent.socket
@@ -87,7 +131,8 @@ def serve(server_id, spec, fd):
             _cannot_import(server_id, exc)
         # As gevent documents: the listener is a gevent socket. (Unpatched, a
         # stdlib one stays blocking, and the server's accept loop blocks the hub.)
-        WSGIServer(gevent.socket.socket(fileno=fd), _load(spec)).serve_forever()
+        listener = gevent.socket.socket(fileno=fd)
+        WSGIServer(listener, _load(spec), **_gevent_tls(server_id)).serve_forever()
     elif server_id == "waitress":
         try:
             import waitress

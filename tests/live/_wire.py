@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import socket
+import ssl
 import struct
 from dataclasses import dataclass
 
@@ -111,9 +112,20 @@ class RawClient:
         *,
         early: bytes = b"",
         extra: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> RawClient:
-        """Connect and complete the handshake; ``early`` bytes go in the same ``sendall``."""
+        """Connect and complete the handshake; ``early`` bytes go in the same ``sendall``.
+
+        With ``ssl_context``, over TLS (wss://): the handshake and ``early`` then leave in
+        one TLS write, one record if they fit in 16 KiB.
+        """
         sock = socket.create_connection(address, timeout=timeout(10))
+        try:
+            if ssl_context is not None:
+                sock = ssl_context.wrap_socket(sock, server_hostname=address[0])
+        except BaseException:
+            sock.close()
+            raise
         client = cls(sock)
         try:
             key = new_key()

@@ -4,7 +4,10 @@
 ``unsupported_server`` over the ones that must answer 501, ``sync_server``
 over gunicorn's sync worker, all running ``tests.live.apps:app``;
 ``framework_server`` over every framework app (``tests/live/frameworks``) on
-every supported server and gunicorn-sync. Each hands the test a
+every supported server and gunicorn-sync; ``tls_server`` over the supported
+servers terminating TLS themselves with the session's test certificate, and
+``adhoc_server`` over Werkzeug's ``ssl_context="adhoc"`` (tests/live/_tls.py).
+Each hands the test a
 :class:`LiveTest`: the running server plus the log slice written during this
 test. After the test the fixture waits (bounded) until the server has no
 request in progress, checks that the worker processes are the same ones, and
@@ -34,6 +37,7 @@ from ._harness import (
     error_lines,
     wait_for,
 )
+from ._tls import TLS, Certificates, make_certificates
 
 _HERE = Path(__file__).parent
 
@@ -55,6 +59,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         pairs = [(fw, sid) for fw in FRAMEWORKS for sid in FRAMEWORK_SERVERS]
         ids = [f"{fw}-{sid}" for fw, sid in pairs]
         metafunc.parametrize("framework_server", pairs, ids=ids, indirect=True)
+    if "tls_server" in metafunc.fixturenames:
+        metafunc.parametrize("tls_server", SUPPORTED, indirect=True)
+    if "adhoc_server" in metafunc.fixturenames:
+        metafunc.parametrize("adhoc_server", ["werkzeug"], indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -109,12 +117,17 @@ class LiveTest:
 
 
 def _live(
-    pool: ServerPool, server_id: str, app: str = APP, framework: str | None = None
+    pool: ServerPool,
+    server_id: str,
+    app: str = APP,
+    framework: str | None = None,
+    tls: TLS | None = None,
 ) -> Iterator[LiveTest]:
     try:
-        server = pool.get(server_id, app)
+        server = pool.get(server_id, app, tls)
     except ServerUnavailable as exc:
-        pytest.skip(f"{server_id} cannot run {app} here: {exc}")
+        over = "" if tls is None else f" over TLS ({tls.mode})"
+        pytest.skip(f"{server_id} cannot run {app}{over} here: {exc}")
     live = LiveTest(server, framework)
     yield live
     stats = live.settle()
@@ -157,3 +170,35 @@ def sync_server(request: pytest.FixtureRequest, server_pool: ServerPool) -> Iter
 def framework_server(request: pytest.FixtureRequest, server_pool: ServerPool) -> Iterator[LiveTest]:
     framework, server_id = request.param
     yield from _live(server_pool, server_id, FRAMEWORKS[framework], framework)
+
+
+@pytest.fixture(scope="session")
+def tls_certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """The session's test CA and server certificate (127.0.0.1, localhost)."""
+    pytest.importorskip("cryptography", reason="the TLS tier makes its certificates with it")
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def session_tls(tls_certificates: Certificates) -> TLS:
+    return TLS(tls_certificates)
+
+
+@pytest.fixture
+def tls_server(
+    request: pytest.FixtureRequest, server_pool: ServerPool, session_tls: TLS
+) -> Iterator[LiveTest]:
+    yield from _live(server_pool, request.param, tls=session_tls)
+
+
+@pytest.fixture(scope="session")
+def adhoc_tls() -> TLS:
+    pytest.importorskip("cryptography", reason="Werkzeug's adhoc certificate needs it")
+    return TLS(None)
+
+
+@pytest.fixture
+def adhoc_server(
+    request: pytest.FixtureRequest, server_pool: ServerPool, adhoc_tls: TLS
+) -> Iterator[LiveTest]:
+    yield from _live(server_pool, request.param, tls=adhoc_tls)
