@@ -111,31 +111,48 @@ class Stream:
 
 
 class TLSStream(Stream):
-    """An SSL socket (the standard library's, gevent's or eventlet's)."""
+    """An SSL socket (the standard library's, gevent's or eventlet's).
+
+    One SSL object must not be used by two threads at once: OpenSSL does not
+    support an ``SSL_read`` and an ``SSL_write`` running together (TLS 1.3
+    post-handshake messages make them share state), and a write can then be
+    lost while reporting success. A receiving and a sending thread do run
+    together here, so every call into the SSL object takes a lock of its own;
+    the calls never block (the socket is non-blocking), and the waits happen
+    outside it.
+    """
 
     # The ssl module allows no flags on send(): header and payload are joined.
     corks = False
 
+    def __init__(self, sock: socket.socket, kit: Kit) -> None:
+        super().__init__(sock, kit)
+        self._ssl_lock = kit.lock()
+
     def recv(self, size: int) -> bytes | None:
-        try:
-            return self.sock.recv(size)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-            return None  # only part of a record has arrived
-        except ssl.SSLZeroReturnError:
-            return b""  # the peer's TLS close_notify: EOF
+        with self._ssl_lock:
+            try:
+                return self.sock.recv(size)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return None  # only part of a record has arrived
+            except ssl.SSLZeroReturnError:
+                return b""  # the peer's TLS close_notify: EOF
 
     def send(self, data: bytes | memoryview, more: bool = False) -> int:
         # OpenSSL writes all of data or raises "want write" (Python does not
         # enable partial writes); the retry passes the same bytes again, as
         # SSL_write requires.
-        try:
-            return self.sock.send(data)
-        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
-            return 0
+        with self._ssl_lock:
+            try:
+                return self.sock.send(data)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                return 0
 
     def readable(self, timeout: float | None) -> bool:
         # Bytes already decrypted sit in the SSL object, not in the socket.
-        if self.sock.pending():  # type: ignore[attr-defined]
+        with self._ssl_lock:
+            pending = self.sock.pending()  # type: ignore[attr-defined]
+        if pending:
             return True
         return self._wait_readable(timeout)
 

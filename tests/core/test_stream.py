@@ -251,3 +251,52 @@ def test_a_send_stuck_on_a_tls_client_is_released_by_another_thread(
     assert not flooder.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], ConnectionClosed)
     assert outcome[0].code == 1006
+
+
+class _OverlapRecorder:
+    """An SSL socket stand-in that records how many of its calls ran at once."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.running = 0
+        self.most = 0
+
+    def _call(self, result: object) -> object:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        time.sleep(0.002)  # long enough for the other thread to come in
+        self.running -= 1
+        return result
+
+    def recv(self, size: int) -> object:
+        return self._call(b"r")
+
+    def send(self, data: bytes) -> object:
+        return self._call(len(data))
+
+    def pending(self) -> object:
+        return self._call(0)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_a_tls_stream_never_reads_and_writes_its_ssl_object_at_once(
+    tcp: tuple[socket.socket, socket.socket],
+) -> None:
+    """OpenSSL does not support SSL_read and SSL_write at once on one SSL object (a
+    TLS 1.3 write can be lost): a receiving and a sending thread take turns."""
+    recorder = _OverlapRecorder(tcp[0])
+    stream = TLSStream(recorder, THREADS)  # type: ignore[arg-type]
+
+    def reader() -> None:
+        for _ in range(100):
+            stream.recv(100)
+            stream.readable(0)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for _ in range(100):
+        stream.send(b"w")
+    thread.join(timeout(30))
+    assert recorder.most == 1
