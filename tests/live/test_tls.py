@@ -134,6 +134,9 @@ def test_pipelined_first_frame(tls_server, kind):
     assert len(handshake_request(host, "/echo", new_key()) + early) <= MAX_RECORD
     client = raw(tls_server, "/echo", early=early)
     try:
+        # Within seconds, not at the next wake-up of a connection that waits on the
+        # socket while the bytes sit in the SSL object (its keepalive ping, 20 s).
+        client.sock.settimeout(timeout(5))
         for message in messages:
             assert client.recv_message() == message
         client.send("after")
