@@ -157,6 +157,15 @@ class TLSStream(Stream):
         return self._wait_readable(timeout)
 
     def shutdown(self, how: int) -> None:
+        # Our FIN follows a TLS close_notify (RFC 8446 §6.1), so that the
+        # client sees TLS end cleanly rather than an EOF that OpenSSL calls
+        # unexpected (and answers with an alert). unwrap() sends it; on a
+        # non-blocking socket it then "wants read" the client's own
+        # close_notify, and the SSL object stays, still able to decrypt what
+        # the client sends until then.
+        if how != socket.SHUT_RD:
+            with self._ssl_lock, contextlib.suppress(OSError, ValueError):
+                self.sock.unwrap()  # type: ignore[attr-defined]
         # SSLSocket.shutdown() drops the SSL object (later reads would return
         # ciphertext), so shut the TCP connection down through a duplicate
         # descriptor: shutdown acts on the connection, not on a descriptor.
@@ -168,7 +177,22 @@ class TLSStream(Stream):
     def abort(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-        self.shutdown(socket.SHUT_RDWR)
+        # No close_notify: an abort is no clean end.
+        with contextlib.suppress(OSError):
+            raw = socket.socket(self.sock.family, self.sock.type, fileno=os.dup(self.sock.fileno()))
+            with raw:
+                raw.shutdown(socket.SHUT_RDWR)
+
+    def release(self) -> None:
+        # The server's own write after the app (the formal 101) must fail as
+        # a plain broken pipe, which every server takes for a client gone.
+        # Through the SSL object it fails as SSLEOFError, which gevent.pywsgi
+        # logs as a 500, and Werkzeug's drain of the socket then decrypts the
+        # client's alert and logs "Error on request". SSLSocket.shutdown() is
+        # the public way to drop the SSL object.
+        with self._ssl_lock, contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        super().release()
 
 
 def stream_for(sock: socket.socket, kit: Kit) -> Stream:
