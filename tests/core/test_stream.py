@@ -300,3 +300,15 @@ def test_a_tls_stream_never_reads_and_writes_its_ssl_object_at_once(
         stream.send(b"w")
     thread.join(timeout(30))
     assert recorder.most == 1
+
+
+def test_a_taken_over_tcp_socket_sends_small_writes_at_once(
+    tcp: tuple[socket.socket, socket.socket],
+) -> None:
+    """No Nagle: a second small write (a message, TLS's close_notify after a Close) must not
+    wait for the client's delayed ACK of the first (45 ms per wss:// connection on the
+    servers that leave Nagle on)."""
+    server, _ = tcp
+    server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)  # as Werkzeug leaves it
+    Stream(server, THREADS)
+    assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
