@@ -154,33 +154,28 @@ class _Gevent:
         return gevent.lock.Semaphore(1)  # type: ignore[no-any-return]
 
     def waiter(self, sock: socket.socket) -> Waiter:
-        import gevent
-        import gevent.socket
-
-        # One read watcher for the connection's life, waited on with
-        # gevent.socket.wait: gevent.socket.wait_read would make and close a
-        # watcher per wait, which costs two system calls (fcntl, epoll_ctl) on
-        # every message received. Only the thread that
-        # holds the connection's read lock waits, so the watcher is never
-        # waited on twice at once.
-        watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
-
-        def wait_read(timeout: float | None) -> object:
-            return gevent.socket.wait(watcher, timeout, socket.timeout("timed out"))
-
-        return _green_waiter(sock.fileno(), _original_select_gevent(), wait_read)
+        return self._waiter(sock, writable=False)
 
     def write_waiter(self, sock: socket.socket) -> Waiter:
+        return self._waiter(sock, writable=True)
+
+    @staticmethod
+    def _waiter(sock: socket.socket, writable: bool) -> Waiter:
         import gevent
         import gevent.socket
 
-        # Only the thread that holds the connection's send lock waits to write.
-        watcher = gevent.get_hub().loop.io(sock.fileno(), 2)
+        # One watcher for the connection's life, waited on with
+        # gevent.socket.wait: gevent.socket.wait_read would make and close a
+        # watcher per wait, which costs two system calls (fcntl, epoll_ctl) on
+        # every message received. Only the thread that holds the connection's
+        # read lock waits to read, only the one that holds its send lock waits
+        # to write, so no watcher is ever waited on twice at once.
+        watcher = gevent.get_hub().loop.io(sock.fileno(), 2 if writable else 1)
 
-        def wait_write(timeout: float | None) -> object:
+        def wait_ready(timeout: float | None) -> object:
             return gevent.socket.wait(watcher, timeout, socket.timeout("timed out"))
 
-        return _green_waiter(sock.fileno(), _original_select_gevent(), wait_write, True)
+        return _green_waiter(sock.fileno(), _original_select_gevent(), wait_ready, writable)
 
     def sleep(self, seconds: float) -> None:
         import gevent
@@ -200,32 +195,29 @@ class _Eventlet:
         return eventlet.semaphore.Semaphore(1)  # type: ignore[no-any-return]
 
     def waiter(self, sock: socket.socket) -> Waiter:
-        import eventlet.hubs
-        import eventlet.patcher
-
-        fd = sock.fileno()
-
-        def wait_read(timeout: float | None) -> object:
-            return eventlet.hubs.trampoline(
-                fd, read=True, timeout=timeout, timeout_exc=socket.timeout
-            )
-
-        original: types.ModuleType = eventlet.patcher.original("select")
-        return _green_waiter(fd, original, wait_read)
+        return self._waiter(sock, writable=False)
 
     def write_waiter(self, sock: socket.socket) -> Waiter:
+        return self._waiter(sock, writable=True)
+
+    @staticmethod
+    def _waiter(sock: socket.socket, writable: bool) -> Waiter:
         import eventlet.hubs
         import eventlet.patcher
 
         fd = sock.fileno()
 
-        def wait_write(timeout: float | None) -> object:
+        def wait_ready(timeout: float | None) -> object:
             return eventlet.hubs.trampoline(
-                fd, write=True, timeout=timeout, timeout_exc=socket.timeout
+                fd,
+                read=not writable,
+                write=writable,
+                timeout=timeout,
+                timeout_exc=socket.timeout,
             )
 
         original: types.ModuleType = eventlet.patcher.original("select")
-        return _green_waiter(fd, original, wait_write, True)
+        return _green_waiter(fd, original, wait_ready, writable)
 
     def sleep(self, seconds: float) -> None:
         import eventlet
