@@ -48,8 +48,8 @@ def echo_websockets_client(server: Any, path: str, message: str | bytes, seconds
 
 
 def echo_raw_socket(server: Any, path: str, message: str | bytes) -> None:
-    """One message echoed back over a raw socket, then a clean close."""
-    client = RawClient.connect(server.address, path)
+    """One message echoed back over a raw socket (a TLS one on a TLS server), then a clean close."""
+    client = RawClient.connect(server.address, path, ssl_context=server.ssl_context)
     try:
         client.send(message)
         echoed = client.recv_message()

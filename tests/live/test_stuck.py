@@ -22,6 +22,7 @@ release that hangs or waits for some later timer, not a slow machine.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -56,6 +57,8 @@ def _connect_not_reading(server: Any, path: str) -> RawClient:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         sock.settimeout(timeout(10))
         sock.connect(server.address)
+        if server.ssl_context is not None:  # wss://: the stuck client speaks TLS
+            sock = server.ssl_context.wrap_socket(sock, server_hostname=server.host)
         key = new_key()
         sock.sendall(handshake_request(f"{server.host}:{server.port}", path, key))
         client = RawClient(sock)
@@ -82,7 +85,7 @@ def _connection_ends(client: RawClient, seconds: float = 15) -> str:
             if not chunk:
                 return "eof"
             read += len(chunk)
-    except ConnectionResetError:
+    except (ConnectionResetError, ssl.SSLError):  # over TLS a reset may surface as either
         return "reset"
     except socket.timeout:
         pass
@@ -114,6 +117,15 @@ def _figures(server: Any, what: str, **figures: float) -> None:
 
 
 def test_a_client_that_stops_reading_is_aborted_after_send_timeout(server):
+    _stalled_reader_is_aborted(server)
+
+
+def test_a_tls_client_that_stops_reading_is_aborted_after_send_timeout(tls_server):
+    """The same over wss://, the server terminating TLS itself."""
+    _stalled_reader_is_aborted(tls_server)
+
+
+def _stalled_reader_is_aborted(server: Any) -> None:
     cid = new_id()
     client = _connect_not_reading(server, f"/stuck-flood?id={cid}")
     try:
@@ -146,6 +158,16 @@ def test_a_client_that_stops_reading_is_aborted_after_send_timeout(server):
 
 @pytest.mark.parametrize("how", ["close", "abort"])
 def test_close_or_abort_releases_a_sender_stuck_in_another_thread(server, how):
+    _stuck_sender_is_released(server, how)
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+def test_close_or_abort_releases_a_sender_stuck_on_a_tls_client(tls_server, how):
+    """The same over wss://, the server terminating TLS itself."""
+    _stuck_sender_is_released(tls_server, how)
+
+
+def _stuck_sender_is_released(server: Any, how: str) -> None:
     cid = new_id()
     client = _connect_not_reading(server, f"/stuck-release?id={cid}&how={how}")
     try:
