@@ -31,6 +31,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -45,6 +46,7 @@ import pytest
 from tests.conftest import timeout
 
 from ._harness import ROOT, LiveServer, ServerUnavailable, _children, error_lines, wait_for
+from ._tls import TLS, make_certificates
 from ._wire import CLOSE, Frame, RawClient
 
 APP = "tests.live.shutdown_app:app"
@@ -82,6 +84,9 @@ Case = tuple[str, str, str]  # (kind, server, stop)
 def _cases() -> list[Case]:
     cases: list[Case] = []
     cases += [("gunicorn", worker, stop) for worker in WORKERS for stop in GUNICORN_STOPS]
+    # Over wss://, gunicorn terminating TLS itself (--certfile): the Close frames
+    # and the answers go through the SSL objects.
+    cases += [("gunicorn", f"{worker}+tls", "SIGTERM") for worker in WORKERS]
     cases += [("launcher", server, stop) for server in LAUNCHED for stop in LAUNCHER_STOPS]
     cases += [("script", server, stop) for server in SCRIPTS for stop in LAUNCHER_STOPS]
     return cases
@@ -210,10 +215,14 @@ def _watch_client(client: RawClient, started: threading.Event, out: dict[str, ob
         client.close()
 
 
-def _open_clients(port: int, name: str) -> list[RawClient]:
+def _open_clients(
+    port: int, name: str, ssl_context: ssl.SSLContext | None = None
+) -> list[RawClient]:
     clients = []
     for i in range(CLIENTS):
-        client = RawClient.connect(("127.0.0.1", port), f"/hold?id={name}{i}")
+        client = RawClient.connect(
+            ("127.0.0.1", port), f"/hold?id={name}{i}", ssl_context=ssl_context
+        )
         assert client.recv_message() == "ready"
         clients.append(client)
     return clients
@@ -225,13 +234,20 @@ def _run_case(case: Case, log_dir: Path) -> Outcome:
     log_path = log_dir / f"{_case_id(case)}.log"
     live: GunicornServer | None = None
     process: Process | None = None
+    client_context: ssl.SSLContext | None = None
     try:
         if kind == "gunicorn":
             extra = ["--graceful-timeout", str(GRACEFUL)]
             if stop == "max-requests":
                 extra += ["--max-requests", str(MAX_REQUESTS)]
-            live = GunicornServer(f"gunicorn-{server_id}", log_path, APP, extra=tuple(extra))
+            worker, _, over = server_id.partition("+")
+            tls = None
+            if over == "tls":
+                (log_dir / _case_id(case)).mkdir()
+                tls = TLS(make_certificates(log_dir / _case_id(case)))
+            live = GunicornServer(f"gunicorn-{worker}", log_path, APP, tls=tls, extra=tuple(extra))
             live.start()
+            client_context = live.ssl_context
             port, pid = live.port, live.proc.pid  # type: ignore[union-attr]
             mark = live.mark()
         else:
@@ -258,7 +274,9 @@ def _run_case(case: Case, log_dir: Path) -> Outcome:
 
     try:
         old_workers = frozenset(_children(pid)) if kind == "gunicorn" else frozenset()
-        clients = _open_clients(port, "c")
+        clients = _open_clients(port, "c", client_context)
+        over_tls = [isinstance(c.sock, ssl.SSLSocket) for c in clients]
+        assert over_tls == [client_context is not None] * CLIENTS, over_tls
         started = threading.Event()
         results: list[dict[str, object]] = [{} for _ in clients]
         threads = [
