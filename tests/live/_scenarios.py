@@ -48,8 +48,12 @@ def echo_websockets_client(server: Any, path: str, message: str | bytes, seconds
 
 
 def echo_raw_socket(server: Any, path: str, message: str | bytes) -> None:
-    """One message echoed back over a raw socket (a TLS one on a TLS server), then a clean close."""
-    client = RawClient.connect(server.address, path, ssl_context=server.ssl_context)
+    """One message echoed back over a raw socket (a TLS one on a TLS server), then a clean close.
+
+    ``server`` is a live server or anything else with an ``address`` (nginx in front).
+    """
+    context = getattr(server, "ssl_context", None)
+    client = RawClient.connect(server.address, path, ssl_context=context)
     try:
         client.send(message)
         echoed = client.recv_message()
