@@ -197,6 +197,15 @@ def _stuck_sender_is_released(server: Any, how: str) -> None:
 def test_keepalive_fails_a_client_that_neither_reads_nor_answers_while_a_send_is_stuck(
     server,
 ):
+    _silent_client_is_failed_by_keepalive(server)
+
+
+def test_keepalive_fails_a_silent_tls_client_while_a_send_is_stuck(tls_server):
+    """The same over wss://, the server terminating TLS itself."""
+    _silent_client_is_failed_by_keepalive(tls_server)
+
+
+def _silent_client_is_failed_by_keepalive(server: Any) -> None:
     cid = new_id()
     client = _connect_not_reading(server, f"/stuck-keepalive?id={cid}")
     try:
