@@ -137,30 +137,19 @@ class Deadlines:
     # -- what to do -------------------------------------------------------------
 
     def due(self, now: float) -> Due | None:
-        """The most severe action that has come at ``now``; None if none has.
-
-        (Plain comparisons, no list: this runs on every wait for a message.)
-        """
-        if (
-            self.send_timeout is not None
-            and self._send_stuck_since is not None
-            and now >= self._send_stuck_since + self.send_timeout
-        ):
+        """The most severe action that has come at ``now``; None if none has."""
+        at = self._send_timeout_at()
+        if at is not None and now >= at:
             return Due.SEND_TIMEOUT
-        if self._closing_since is not None and now >= self._closing_since + self.close_timeout:
+        at = self._close_timeout_at()
+        if at is not None and now >= at:
             return Due.CLOSE_TIMEOUT
-        if self.keepalive and self.ping_interval is not None:
-            timeout = self.ping_timeout
-            if self._ping_sent_at is not None:
-                if timeout is not None and now >= self._ping_sent_at + timeout:
-                    return Due.KEEPALIVE_TIMEOUT
-                return None
-            ping_at = self._heard_at + self.ping_interval
-            if timeout is not None and now >= ping_at + timeout:
-                return Due.KEEPALIVE_TIMEOUT
-            held = self._ping_held_until
-            if now >= ping_at and (held is None or now >= held):
-                return Due.PING
+        at = self._keepalive_timeout_at()
+        if at is not None and now >= at:
+            return Due.KEEPALIVE_TIMEOUT
+        at = self._ping_at()
+        if at is not None and now >= at:
+            return Due.PING
         return None
 
     def give_up_at(self) -> float | None:
@@ -169,36 +158,46 @@ class Deadlines:
         Its own timeout, or keepalive's verdict on a peer silent meanwhile: the
         send holds the connection's send lock, so the ping cannot go out.
         """
-        at: float | None = None
-        if self.send_timeout is not None and self._send_stuck_since is not None:
-            at = self._send_stuck_since + self.send_timeout
-        timeout = self.ping_timeout
-        if self.keepalive and self.ping_interval is not None and timeout is not None:
-            sent = self._ping_sent_at
-            keepalive_at = (self._heard_at + self.ping_interval if sent is None else sent) + timeout
-            if at is None or keepalive_at < at:
-                at = keepalive_at
-        return at
+        return _earliest(self._send_timeout_at(), self._keepalive_timeout_at())
 
     def next_at(self) -> float | None:
         """When the next action comes (it may have come already); None: never."""
-        at: float | None = None
-        if self.send_timeout is not None and self._send_stuck_since is not None:
-            at = self._send_stuck_since + self.send_timeout
-        if self._closing_since is not None:
-            closing_at = self._closing_since + self.close_timeout
-            if at is None or closing_at < at:
-                at = closing_at
-        if self.keepalive and self.ping_interval is not None:
-            timeout = self.ping_timeout
-            if self._ping_sent_at is not None:
-                keepalive_at = None if timeout is None else self._ping_sent_at + timeout
-            else:
-                ping_at = self._heard_at + self.ping_interval
-                held = self._ping_held_until
-                keepalive_at = ping_at if held is None or held < ping_at else held
-                if timeout is not None and ping_at + timeout < keepalive_at:
-                    keepalive_at = ping_at + timeout
-            if keepalive_at is not None and (at is None or keepalive_at < at):
-                at = keepalive_at
-        return at
+        return _earliest(
+            self._send_timeout_at(),
+            self._close_timeout_at(),
+            self._keepalive_timeout_at(),
+            self._ping_at(),
+        )
+
+    # -- each rule's deadline, in one place ----------------------------------------
+
+    def _send_timeout_at(self) -> float | None:
+        if self.send_timeout is None or self._send_stuck_since is None:
+            return None
+        return self._send_stuck_since + self.send_timeout
+
+    def _close_timeout_at(self) -> float | None:
+        if self._closing_since is None:
+            return None
+        return self._closing_since + self.close_timeout
+
+    def _keepalive_timeout_at(self) -> float | None:
+        # ping_timeout after the ping went out, or after it fell due if a
+        # send held it up.
+        if not self.keepalive or self.ping_interval is None or self.ping_timeout is None:
+            return None
+        sent = self._ping_sent_at
+        base = self._heard_at + self.ping_interval if sent is None else sent
+        return base + self.ping_timeout
+
+    def _ping_at(self) -> float | None:
+        if not self.keepalive or self.ping_interval is None or self._ping_sent_at is not None:
+            return None  # one ping outstanding at a time
+        ping_at = self._heard_at + self.ping_interval
+        held = self._ping_held_until
+        return ping_at if held is None or held < ping_at else held
+
+
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
