@@ -99,18 +99,23 @@ class Stream:
         Any thread blocked on the socket wakes up (Linux wakes a socket's
         waiters on shutdown): a read sees EOF, a send fails.
         """
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(how)
+        self._shutdown_tcp(how)
 
     def abort(self) -> None:
         """Reset the connection, now if we can and at the latest when the server closes it.
 
         Unsent data is dropped (a peer that does not read would never take
-        it), and every thread waiting on the socket wakes up.
+        it), and every thread waiting on the socket wakes up. No closing of any
+        kind is sent first (over TLS: no close_notify, an abort is no clean end).
         """
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-        self.shutdown(socket.SHUT_RDWR)
+        self._shutdown_tcp(socket.SHUT_RDWR)
+
+    def _shutdown_tcp(self, how: int) -> None:
+        """Shut the TCP connection down, quietly if it is gone already."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(how)
 
     def release(self) -> None:
         """Hand the socket back to the server as blocking, as it was given to the app."""
@@ -174,6 +179,9 @@ class TLSStream(Stream):
         if how != socket.SHUT_RD:
             with self._ssl_lock, contextlib.suppress(OSError, ValueError):
                 self.sock.unwrap()  # type: ignore[attr-defined]
+        self._shutdown_tcp(how)
+
+    def _shutdown_tcp(self, how: int) -> None:
         # SSLSocket.shutdown() drops the SSL object (later reads would return
         # ciphertext), so shut the TCP connection down through a duplicate
         # descriptor: shutdown acts on the connection, not on a descriptor.
@@ -181,15 +189,6 @@ class TLSStream(Stream):
             raw = socket.socket(self.sock.family, self.sock.type, fileno=os.dup(self.sock.fileno()))
             with raw:
                 raw.shutdown(how)
-
-    def abort(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-        # No close_notify: an abort is no clean end.
-        with contextlib.suppress(OSError):
-            raw = socket.socket(self.sock.family, self.sock.type, fileno=os.dup(self.sock.fileno()))
-            with raw:
-                raw.shutdown(socket.SHUT_RDWR)
 
     def release(self) -> None:
         # The server's own write after the app (the formal 101) must fail as
